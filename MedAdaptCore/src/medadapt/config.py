@@ -1,0 +1,50 @@
+"""All settings of one adaptation run, grouped by the module that uses them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+
+from .adapters import AdapterConfig
+from .propagation import StopRule
+from .synthesis import SynthesisConfig
+from .training import TrainConfig
+
+METHODS = ("lora", "zero-shot", "fill")
+
+
+@dataclass
+class AdaptConfig:
+    """Method, model and every tunable of synthesis, adapter, training, propagation and post-processing."""
+
+    method: str = "lora"
+    backend: str = "litemedsam"
+    device: str = "auto"
+    seed: int = 0
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    stop: StopRule = field(default_factory=StopRule)
+    largest_component: bool = False
+    fill_holes: bool = False
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dictionary."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AdaptConfig":
+        """Inverse of :meth:`to_dict` (unknown keys are ignored, tuples restored)."""
+        def build(kind, values):
+            kwargs = {}
+            for f in fields(kind):
+                if f.name not in values:
+                    continue
+                value = values[f.name]
+                default = f.default_factory() if callable(f.default_factory) else f.default
+                if is_dataclass(default):
+                    value = build(type(default), value)
+                elif isinstance(default, tuple):
+                    value = tuple(value)
+                kwargs[f.name] = value
+            return kind(**kwargs)
+        return build(cls, data)

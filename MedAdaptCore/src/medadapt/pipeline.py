@@ -1,0 +1,186 @@
+"""The adaptation pipeline: exemplars -> (synthesis -> adapter training) -> propagated volume segmentation."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .adapters import add_lora
+from .backends import load_backend
+from .backends.base import PromptableBackend
+from .baselines import fill_between_slices
+from .config import METHODS, AdaptConfig
+from .devices import resolve_device
+from .errors import InputError
+from .exemplars import Exemplars
+from .intensity import intensity_window, is_ct, normalise
+from .points import PointPrompt
+from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
+from .propagation import SlicePrompts, propagate
+from .slice_frame import in_plane_spacing
+from .slice_model import SliceModel
+from .synthesis import synthesize
+from .training import train
+from .volume import Volume
+
+
+@dataclass
+class AdaptResult:
+    """Segmentation on the image grid, the adapted backend (``None`` for ``fill``), and run facts."""
+
+    segmentation: Volume
+    backend: PromptableBackend | None
+    window: tuple[float, float]
+    validation_dice: dict[int, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def slice_stack(image: Volume, axis: int, window: tuple[float, float]) -> np.ndarray:
+    """The image normalised to [0, 1] with the slice axis first."""
+    return normalise(np.moveaxis(image.array, axis, 0), window)
+
+
+def prompts_by_label(points: list[PointPrompt], axis: int) -> dict[int, SlicePrompts]:
+    """Point prompts grouped by structure label and slice along ``axis`` (row, col in the slice)."""
+    grouped: dict[int, SlicePrompts] = {}
+    for point in points:
+        prompts = grouped.setdefault(point.label, SlicePrompts())
+        index = point.index_zyx[axis]
+        in_plane = tuple(v for a, v in enumerate(point.index_zyx) if a != axis)
+        prompts.points.setdefault(index, []).append(in_plane)
+        prompts.labels.setdefault(index, []).append(1 if point.positive else 0)
+    return grouped
+
+
+def _background_slices(stack: np.ndarray, exemplars: Exemplars, count: int = 6) -> list[np.ndarray]:
+    """Slices farthest from every painted slice (least likely to hold the structure) for pasting."""
+    distance = np.array([min(abs(s - e) for e in exemplars.slices) for s in range(len(stack))])
+    far = np.argsort(-distance, kind="stable")[:count]
+    return [stack[s] for s in far if distance[s] > 0]
+
+
+def training_set(model: SliceModel, exemplars: Exemplars, config: AdaptConfig, rng: np.random.Generator,
+                 progress: ProgressCallback | None, cancel: CancelFlag | None, encode: bool):
+    """Frames, masks and (when ``encode``) frozen embeddings of every exemplar slice and its synthetic pairs."""
+    backgrounds = _background_slices(model.stack, exemplars)
+    images, masks, real = [], [], []
+    for label in exemplars.labels:
+        for s in exemplars.label_slices[label]:
+            mask = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)[s] == label
+            images.append(model.stack[s]); masks.append(mask); real.append(s)
+            for image, synthetic in synthesize(model.stack[s], mask, config.synthesis, rng, backgrounds):
+                images.append(image); masks.append(synthetic); real.append(None)
+    frame_masks = model.frame.mask_to_frame(np.asarray(masks))
+    keep = [i for i in range(len(masks)) if frame_masks[i].any()]
+    frames = model.frame.image_to_frame(np.asarray(images)[keep])
+    frame_masks, real = frame_masks[keep], [real[i] for i in keep]
+    if not encode:
+        return frames, frame_masks, None
+    embeddings = []
+    with torch.no_grad():
+        for n, (frame, s) in enumerate(zip(frames, real)):
+            check_cancel(cancel)
+            embeddings.append(model.embedding(s) if s is not None else model.backend.encode(frame[None]))
+            report(progress, Progress("encode exemplars", n + 1, len(frames)))
+    return frames, frame_masks, torch.cat(embeddings)
+
+
+def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict[int, dict[int, np.ndarray]],
+            config: AdaptConfig, prompts: dict[int, SlicePrompts], progress: ProgressCallback | None = None,
+            cancel: CancelFlag | None = None) -> np.ndarray:
+    """Label stack (slice axis first) from propagating each label's seed masks; overlaps go to the most
+    confident label; painted slices keep their painted labels."""
+    labels = sorted(seeds_by_label)
+    best = np.zeros(model.stack.shape, np.float32)
+    out = np.zeros(model.stack.shape, np.int16)
+    for n, label in enumerate(labels):
+        check_cancel(cancel)
+        negatives = set(exemplars.negative_slices(label)) if exemplars and label in exemplars.label_slices else set()
+        probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives)
+        mask = probability > 0.5
+        if config.fill_holes:
+            mask = np.stack([ndimage.binary_fill_holes(m) for m in mask])
+        if config.largest_component and mask.any():
+            components, count = ndimage.label(mask)
+            if count > 1:
+                mask = components == (np.argmax(np.bincount(components.ravel())[1:]) + 1)
+        take = mask & (probability > best)
+        out[take], best[take] = label, probability[take]
+        report(progress, Progress("segment", n + 1, len(labels)))
+    if exemplars is not None:
+        painted = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)
+        for s in exemplars.slices:
+            out[s] = painted[s]
+    return out
+
+
+def exemplar_seeds(exemplars: Exemplars) -> dict[int, dict[int, np.ndarray]]:
+    """Painted masks by label and slice."""
+    painted = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)
+    return {label: {s: painted[s] == label for s in exemplars.label_slices[label]} for label in exemplars.labels}
+
+
+def validation_dice(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> dict[int, float]:
+    """Leave-one-exemplar-out check per label (>= 2 painted slices): each painted slice is predicted by
+    propagation from the others and compared with the painting (mean Dice)."""
+    scores = {}
+    for label, seeds in exemplar_seeds(exemplars).items():
+        if len(seeds) < 2:
+            continue
+        dices = []
+        for held in seeds:
+            others = {s: m for s, m in seeds.items() if s != held}
+            predicted = propagate(model, others, config.stop)[held] > 0.5
+            truth = seeds[held]
+            dices.append(2 * np.count_nonzero(predicted & truth) / max(1, predicted.sum() + truth.sum()))
+        scores[label] = float(np.mean(dices))
+    return scores
+
+
+def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None,
+          points: list[PointPrompt] | None = None, progress: ProgressCallback | None = None,
+          cancel: CancelFlag | None = None, backend: PromptableBackend | None = None) -> AdaptResult:
+    """Segment ``image`` from painted ``exemplars`` with ``config.method`` (lora, zero-shot or fill).
+
+    ``backend`` reuses an already loaded base model (it is adapted in place for ``lora``).
+    """
+    config = config or AdaptConfig()
+    if config.method not in METHODS:
+        raise InputError(f"--method: expected one of {', '.join(METHODS)}, got {config.method!r}")
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    foreground = exemplars.labelmap.array != 0
+    window = intensity_window(image.array, foreground)
+    if config.method == "fill":
+        labels = fill_between_slices(exemplars)
+        return AdaptResult(image.with_array(labels), None, window, seconds=time.monotonic() - started)
+    device = resolve_device(config.device)
+    backend = backend or load_backend(config.backend, device)
+    spacing = in_plane_spacing(image.geometry.spacing, exemplars.axis)
+    model = SliceModel(backend, slice_stack(image, exemplars.axis, window), spacing)
+    losses = []
+    if config.method == "lora":
+        add_lora(backend, config.adapter)
+        encoder_frozen = "encoder" not in config.adapter.parts
+        frames, masks, embeddings = training_set(model, exemplars, config, rng, progress, cancel, encoder_frozen)
+        losses = train(backend, frames, masks, config.train, rng, embeddings, progress, cancel)
+        if not encoder_frozen:
+            model.forget_embeddings()
+    prompts = prompts_by_label(points or [], exemplars.axis)
+    labels = segment(model, exemplars, exemplar_seeds(exemplars), config, prompts, progress, cancel)
+    scores = validation_dice(model, exemplars, config)
+    segmentation = image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, exemplars.axis)))
+    return AdaptResult(segmentation, backend, window, scores, losses, time.monotonic() - started)
+
+
+def window_for(image: Volume, manifest_window: tuple[float, float] | None) -> tuple[float, float]:
+    """Intensity window for a new volume: the adapted CT window, or the new volume's own percentiles."""
+    if manifest_window is not None and is_ct(image.array):
+        return tuple(manifest_window)
+    return intensity_window(image.array)

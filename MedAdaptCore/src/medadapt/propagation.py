@@ -1,0 +1,112 @@
+"""Volumetric inference: propagate box prompts slice by slice from the painted slices, in both directions.
+
+Between two exemplars the walks from both ends are blended by distance; beyond the outermost exemplars a
+walk goes on until the structure vanishes (see :class:`StopRule`), so slices past the last painted one are
+segmented too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .slice_model import SliceModel
+
+
+@dataclass
+class StopRule:
+    """When an outward walk ends: the mask vanishes (below ``min_area_fraction`` of the seed's area) or
+    changes too much from the previous slice (IoU below ``min_iou``)."""
+
+    min_iou: float = 0.5
+    min_area_fraction: float = 0.03
+    box_margin: float = 3.0
+
+
+@dataclass
+class SlicePrompts:
+    """Point prompts of one structure, by slice: lists of (row, col) and labels (1 positive, 0 negative)."""
+
+    points: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    labels: dict[int, list[int]] = field(default_factory=dict)
+
+    def on(self, index: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Points and labels on slice ``index`` (``None`` when it has none)."""
+        if index not in self.points:
+            return None, None
+        return np.asarray(self.points[index]), np.asarray(self.labels[index])
+
+    def furthest_positive(self, direction: int) -> int | None:
+        """The outermost slice with a positive point in ``direction`` (+1 up, -1 down)."""
+        positives = [s for s, labels in self.labels.items() if 1 in labels]
+        if not positives:
+            return None
+        return max(positives) if direction > 0 else min(positives)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
+def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: int, rule: StopRule | None,
+         prompts: SlicePrompts, negatives: set[int]) -> dict[int, np.ndarray]:
+    """Probabilities of slices ``start + direction`` .. ``end`` (inclusive) from a walk seeded by ``seed``.
+
+    With ``rule`` the walk stops early when the structure vanishes; without, it runs to ``end``.
+    """
+    out = {}
+    previous = seed.astype(bool)
+    seed_area = max(1, np.count_nonzero(seed))
+    must_reach = prompts.furthest_positive(direction)
+    for index in range(start + direction, end + direction, direction):
+        if index in negatives:
+            break
+        box = model.frame.box_from_mask(previous, rule.box_margin if rule else 3.0)
+        points, labels = prompts.on(index)
+        if box is None and points is None:
+            break
+        probability, _ = model.predict(index, box, points, labels)
+        current = probability > 0.5
+        forced = must_reach is not None and (index - must_reach) * direction <= 0
+        if rule is not None and not forced:
+            too_small = np.count_nonzero(current) < rule.min_area_fraction * seed_area
+            if too_small or _iou(previous, current) < rule.min_iou:
+                break
+        out[index] = probability
+        previous = current
+    return out
+
+
+def propagate(model: SliceModel, seeds: dict[int, np.ndarray], rule: StopRule, prompts: SlicePrompts | None = None,
+              negatives: set[int] = frozenset()) -> np.ndarray:
+    """Foreground probability for every slice of ``model``'s stack from exemplar masks ``seeds`` by slice.
+
+    Exemplar slices keep their painted masks exactly.
+    """
+    prompts = prompts or SlicePrompts()
+    probability = np.zeros(model.stack.shape, dtype=np.float32)
+    order = sorted(seeds)
+    for index in order:
+        probability[index] = seeds[index]
+    for low, high in zip(order[:-1], order[1:]):
+        if high - low < 2:
+            continue
+        up = walk(model, low, seeds[low], +1, high - 1, None, prompts, negatives)
+        down = walk(model, high, seeds[high], -1, low + 1, None, prompts, negatives)
+        for index in range(low + 1, high):
+            weight = (high - index) / (high - low)
+            blend = np.zeros(model.stack.shape[1:], np.float32)
+            if index in up:
+                blend += weight * up[index]
+            if index in down:
+                blend += (1 - weight) * down[index]
+            probability[index] = blend
+    outer = [(order[0], -1, 0), (order[-1], +1, len(model) - 1)]
+    for start, direction, end in outer:
+        if start == end:
+            continue
+        for index, p in walk(model, start, seeds[start], direction, end, rule, prompts, negatives).items():
+            probability[index] = p
+    return probability

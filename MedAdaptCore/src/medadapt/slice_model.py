@@ -1,0 +1,56 @@
+"""A backend bound to one volume's slices along an axis, with cached image embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .backends.base import PromptableBackend
+from .slice_frame import SliceFrame
+
+
+class SliceModel:
+    """Segments single slices of a [0, 1] (slices, rows, cols) stack with box / point prompts.
+
+    Image embeddings are computed once per slice and cached, so re-prompting a slice only runs the decoder.
+    """
+
+    def __init__(self, backend: PromptableBackend, stack: np.ndarray, spacing_rc: tuple[float, float]):
+        self.backend = backend
+        self.stack = stack
+        self.frame = SliceFrame(stack.shape[1:], spacing_rc, backend.image_size)
+        self._embeddings: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.stack.shape[0]
+
+    @torch.no_grad()
+    def embedding(self, index: int) -> torch.Tensor:
+        """Cached (1, C, h, w) image embedding of slice ``index``."""
+        if index not in self._embeddings:
+            frame = self.frame.image_to_frame(self.stack[index:index + 1])
+            self._embeddings[index] = self.backend.encode(frame)
+        return self._embeddings[index]
+
+    def forget_embeddings(self) -> None:
+        """Drop cached embeddings (after the encoder's weights change)."""
+        self._embeddings.clear()
+
+    @torch.no_grad()
+    def predict(self, index: int, box: np.ndarray | None, points_rc: np.ndarray | None = None,
+                point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Foreground probability on slice ``index``'s grid and the model's IoU estimate.
+
+        ``box`` is in frame coordinates (see :meth:`SliceFrame.box_from_mask`); ``points_rc`` are (row, col)
+        slice pixels with labels 1 (positive) / 0 (negative).
+        """
+        boxes = None if box is None else torch.as_tensor(box, dtype=torch.float32)[None]
+        points = labels = None
+        if points_rc is not None and len(points_rc):
+            points = torch.as_tensor(self.frame.points_to_frame(points_rc), dtype=torch.float32)[None]
+            labels = torch.as_tensor(point_labels, dtype=torch.int64)[None]
+        if boxes is None and points is None:
+            raise ValueError("a slice prediction needs a box or at least one point")
+        logits, iou = self.backend.decode(self.embedding(index), boxes, points, labels)
+        probability = torch.sigmoid(self.frame.logits_to_slice(logits.float().cpu()))[0].numpy()
+        return probability, float(iou[0])

@@ -1,0 +1,164 @@
+"""Volumes on a physical grid: reading, writing (atomically) and grid checks with SimpleITK."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Physical grid of a volume in SimpleITK (LPS) conventions; ``size`` is (x, y, z)."""
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    def matches(self, other: "Geometry", tol: float = 1e-4) -> bool:
+        """True when both grids have the same size and, within ``tol``, spacing, origin and direction."""
+        return self.size == other.size and all(
+            np.allclose(a, b, atol=tol * max(1.0, float(np.max(np.abs(a)))))
+            for a, b in ((self.spacing, other.spacing), (self.origin, other.origin),
+                         (self.direction, other.direction)))
+
+    def describe_difference(self, other: "Geometry") -> str:
+        """Name the first grid field that differs between ``self`` and ``other``."""
+        for field in ("size", "spacing", "origin", "direction"):
+            a, b = getattr(self, field), getattr(other, field)
+            if not np.allclose(a, b, atol=1e-4 * max(1.0, float(np.max(np.abs(a))))):
+                return f"{field} {tuple(round(float(v), 4) for v in b)} != {tuple(round(float(v), 4) for v in a)}"
+        return "no difference"
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        """3x3 direction cosines (columns are the x, y, z index axes in LPS)."""
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    def index_to_world(self, ijk) -> np.ndarray:
+        """Continuous (x, y, z) voxel index -> LPS world point in mm."""
+        ijk = np.asarray(ijk, dtype=float)
+        return np.asarray(self.origin) + self.direction_matrix @ (np.asarray(self.spacing) * ijk)
+
+    def world_to_index(self, lps) -> np.ndarray:
+        """LPS world point in mm -> continuous (x, y, z) voxel index."""
+        offset = np.asarray(lps, dtype=float) - np.asarray(self.origin)
+        return np.linalg.solve(self.direction_matrix, offset) / np.asarray(self.spacing)
+
+
+@dataclass
+class Volume:
+    """A 3D image: ``array`` in SimpleITK's (z, y, x) order plus its geometry."""
+
+    array: np.ndarray
+    geometry: Geometry
+
+    def __post_init__(self):
+        expected = tuple(reversed(self.geometry.size))
+        if self.array.shape != expected:
+            raise InputError(f"array shape {self.array.shape} does not match grid size {expected} (z, y, x)")
+
+    def with_array(self, array: np.ndarray) -> "Volume":
+        """A new volume on the same grid holding ``array``."""
+        return Volume(array, self.geometry)
+
+    def to_sitk(self) -> sitk.Image:
+        """SimpleITK image with this volume's voxels and geometry."""
+        image = sitk.GetImageFromArray(self.array)
+        image.SetSpacing(self.geometry.spacing)
+        image.SetOrigin(self.geometry.origin)
+        image.SetDirection(self.geometry.direction)
+        return image
+
+    @classmethod
+    def from_sitk(cls, image: sitk.Image, source: str = "image") -> "Volume":
+        """Volume from a 3D single-component SimpleITK image (else :class:`InputError` naming ``source``)."""
+        if image.GetDimension() != 3:
+            raise InputError(f"{source}: expected a 3D image, got {image.GetDimension()}D "
+                             f"(size {image.GetSize()})")
+        if image.GetNumberOfComponentsPerPixel() != 1:
+            raise InputError(f"{source}: expected one component per voxel, got "
+                             f"{image.GetNumberOfComponentsPerPixel()} (a 4D or vector image)")
+        geometry = Geometry(tuple(int(s) for s in image.GetSize()), tuple(image.GetSpacing()),
+                            tuple(image.GetOrigin()), tuple(image.GetDirection()))
+        return cls(sitk.GetArrayFromImage(image), geometry)
+
+
+def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
+    """Read NIfTI / NRRD / MHA or a DICOM series folder; labels are cast to integers, images checked for NaN/inf."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise InputError(f"{path}: folder holds no DICOM series")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(str(path))
+    except InputError:
+        raise
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise InputError(f"{path}: unreadable or truncated image file ({first[-1] if first else exc})") from exc
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    volume = Volume.from_sitk(image, source=str(path))
+    if label:
+        array = volume.array
+        if np.issubdtype(array.dtype, np.floating):
+            if not np.all(np.isfinite(array)):
+                raise InputError(f"{path}: label map holds NaN or inf values")
+            if not np.allclose(array, np.round(array)):
+                raise InputError(f"{path}: label map holds non-integer values; expected integer labels")
+        return volume.with_array(np.round(array).astype(np.int16))
+    if np.issubdtype(volume.array.dtype, np.floating) and not np.all(np.isfinite(volume.array)):
+        bad = int(np.size(volume.array) - np.count_nonzero(np.isfinite(volume.array)))
+        raise InputError(f"{path}: image holds {bad} NaN or inf voxels; expected finite intensities")
+    return volume
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early with :class:`InputError` when ``path`` cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{path}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"{path}: output path is not writable")
+    return path
+
+
+def _compound_suffix(path: Path) -> str:
+    return "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+
+
+def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
+    """Write ``volume`` atomically: to a temporary file beside ``path``, then rename over it."""
+    path = check_writable(path)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_compound_suffix(path), dir=path.parent)
+    os.close(handle)
+    try:
+        sitk.WriteImage(volume.to_sitk(), tmp, useCompression=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def require_same_grid(image: Volume, other: Volume, what: str) -> None:
+    """Raise :class:`InputError` naming ``what`` when ``other`` is not on ``image``'s grid."""
+    if not image.geometry.matches(other.geometry):
+        raise InputError(f"{what}: grid differs from the image grid "
+                         f"({image.geometry.describe_difference(other.geometry)})")
