@@ -1,0 +1,115 @@
+"""Shared fixtures for the Slicer module tests: a real MRML scene with the module logics MedAdaptSlicer needs.
+
+slicer-core has no ``slicer.app``; the fixture sets ``slicer.mrmlScene`` and registers the real module logics
+under ``slicer.modules`` the way the application does, so ``slicer.util`` helpers work.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / ".." / "shared" / "data"
+CT = DATA / "ct_abdomen_ts"
+sys.path.insert(0, str(REPO / "MedAdaptSlicer"))
+
+import slicer  # noqa: E402
+
+needs_ct = pytest.mark.skipif(not (CT / "image.nii.gz").is_file(),
+                              reason=f"real scan {CT}/image.nii.gz absent (shared data not mounted)")
+
+
+def make_scene():
+    """A fresh scene plus application logic and the Colors, Segmentations, Volumes and Markups logics."""
+    scene = slicer.vtkMRMLScene()
+    app = slicer.vtkSlicerApplicationLogic()
+    app.SetMRMLScene(scene)
+    logics = {}
+    for name, kind in (("colors", slicer.vtkSlicerColorLogic), ("segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
+                       ("volumes", slicer.vtkSlicerVolumesLogic), ("markups", slicer.vtkSlicerMarkupsLogic)):
+        logic = kind()
+        logic.SetMRMLApplicationLogic(app)
+        logic.SetMRMLScene(scene)
+        app.SetModuleLogic(name.capitalize(), logic)
+        logics[name] = logic
+    slicer.mrmlScene = scene
+    slicer.modules = SimpleNamespace(**{name: SimpleNamespace(logic=lambda l=logic: l)
+                                        for name, logic in logics.items()})
+    return scene, app, logics
+
+
+@pytest.fixture
+def scene():
+    """A fresh MRML scene set as ``slicer.mrmlScene``; yields (scene, logics)."""
+    scene, app, logics = make_scene()
+    yield scene, logics
+    scene.Clear(1)
+
+
+def load_ct(logics, name: str = "ct"):
+    """Load the real abdominal CT through the Volumes logic (storage node path, as File > Add Data does)."""
+    return logics["volumes"].AddArchetypeVolume(str(CT / "image.nii.gz"), name)
+
+
+def reference_labels():
+    """TotalSegmentator labels of the CT as a (z, y, x) array."""
+    from medadapt.volume import read_volume
+    return read_volume(CT / "labels.nii.gz", label=True).array
+
+
+def crop_slices(volume_node, start: int, stop: int) -> None:
+    """Keep slices [start, stop) of a volume node in place (origin moved so world positions stay the same)."""
+    from MedAdaptSlicerLib.conversion import update_node_from_volume, volume_from_node
+    from medadapt.volume import Geometry, Volume
+    volume = volume_from_node(volume_node)
+    g = volume.geometry
+    origin = tuple(g.index_to_world((0, 0, start)))
+    cropped = Volume(np.ascontiguousarray(volume.array[start:stop]),
+                     Geometry((g.size[0], g.size[1], stop - start), g.spacing, origin, g.direction))
+    update_node_from_volume(volume_node, cropped)
+
+
+def add_segmentation(scene, volume_node, masks: dict[str, np.ndarray]):
+    """A segmentation node on the volume's grid with one segment per (name -> (z, y, x) mask)."""
+    from MedAdaptSlicerLib.conversion import write_segment_array
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    for name, mask in masks.items():
+        segment_id = node.GetSegmentation().AddEmptySegment(name, name)
+        write_segment_array(node, segment_id, volume_node, mask)
+    return node
+
+
+def add_points(scene, name: str, ras_points):
+    """A markups point list holding ``ras_points``."""
+    import vtk
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    for point in ras_points:
+        node.AddControlPoint(vtk.vtkVector3d(*[float(v) for v in point]))
+    return node
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two binary arrays."""
+    a, b = a.astype(bool), b.astype(bool)
+    return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def segment_arrays(segmentation_node, volume_node) -> dict[str, np.ndarray]:
+    """Segment name -> mask on the volume grid, for before/after comparisons."""
+    from MedAdaptSlicerLib.conversion import segment_array
+    segmentation = segmentation_node.GetSegmentation()
+    return {segmentation.GetNthSegment(n).GetName():
+            segment_array(segmentation_node, segmentation.GetNthSegmentID(n), volume_node)
+            for n in range(segmentation.GetNumberOfSegments())}
+
+
+def node_ids(scene) -> list[str]:
+    """IDs of every node in the scene."""
+    return [scene.GetNthNode(n).GetID() for n in range(scene.GetNumberOfNodes())]
