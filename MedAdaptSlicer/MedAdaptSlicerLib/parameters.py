@@ -1,0 +1,45 @@
+"""The module's user-facing settings and their mapping onto the core's :class:`AdaptConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from medadapt.config import METHODS, AdaptConfig
+from medadapt.errors import InputError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class Parameters:
+    """What the Advanced panel shows: method, device, training iterations, LoRA rank, synthetic pairs per
+    painted slice and random seed."""
+
+    method: str = "lora"
+    device: str = "auto"
+    iterations: int = 100
+    rank: int = 4
+    synthesis_per_exemplar: int = 6
+    seed: int = 0
+
+    def validate(self) -> "Parameters":
+        """Return ``self`` or raise :class:`InputError` naming the bad field."""
+        if self.method not in METHODS:
+            raise InputError(f"method: expected one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.device not in DEVICES:
+            raise InputError(f"device: expected one of {', '.join(DEVICES)}, got {self.device!r}")
+        for name in ("iterations", "rank"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if int(self.synthesis_per_exemplar) < 0:
+            raise InputError(f"synthesis amount: must be 0 or more, got {self.synthesis_per_exemplar}")
+        return self
+
+    def to_config(self) -> AdaptConfig:
+        """Core configuration with these settings and every other tunable at its default."""
+        self.validate()
+        config = AdaptConfig(method=self.method, device=self.device, seed=int(self.seed))
+        config.adapter = replace(config.adapter, rank=int(self.rank))
+        config.train = replace(config.train, iterations=int(self.iterations))
+        config.synthesis = replace(config.synthesis, per_exemplar=int(self.synthesis_per_exemplar))
+        return config

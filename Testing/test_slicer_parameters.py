@@ -1,0 +1,21 @@
+"""Tests of MedAdaptSlicerLib.parameters."""
+
+import pytest
+
+import slicer_fixtures  # noqa: F401  (puts MedAdaptSlicer on sys.path)
+from MedAdaptSlicerLib.parameters import Parameters
+from medadapt.errors import InputError
+
+
+def test_parameters_map_onto_core_config():
+    config = Parameters(method="zero-shot", device="cpu", iterations=7, rank=2, synthesis_per_exemplar=3,
+                        seed=5).to_config()
+    assert (config.method, config.device, config.seed) == ("zero-shot", "cpu", 5)
+    assert (config.train.iterations, config.adapter.rank, config.synthesis.per_exemplar) == (7, 2, 3)
+
+
+@pytest.mark.parametrize("field, value, message", [("method", "magic", "method"), ("device", "tpu", "device"),
+                                                   ("iterations", 0, "iterations"), ("rank", 0, "rank")])
+def test_bad_values_name_the_field(field, value, message):
+    with pytest.raises(InputError, match=message):
+        Parameters(**{field: value}).to_config()
