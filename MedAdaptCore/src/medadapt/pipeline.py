@@ -163,7 +163,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     device = resolve_device(config.device)
     backend = backend or load_backend(config.backend, device)
     spacing = in_plane_spacing(image.geometry.spacing, exemplars.axis)
-    model = SliceModel(backend, slice_stack(image, exemplars.axis, window), spacing)
+    model = SliceModel(backend, slice_stack(image, exemplars.axis, window), spacing, progress, cancel)
     losses = []
     if config.method == "lora":
         add_lora(backend, config.adapter)
@@ -184,3 +184,36 @@ def window_for(image: Volume, manifest_window: tuple[float, float] | None) -> tu
     if manifest_window is not None and is_ct(image.array):
         return tuple(manifest_window)
     return intensity_window(image.array)
+
+
+def seeds_from_points(model: SliceModel, prompts: dict[int, SlicePrompts]) -> dict[int, dict[int, np.ndarray]]:
+    """Seed masks predicted from the clicks alone on every slice with a positive point, by label."""
+    seeds: dict[int, dict[int, np.ndarray]] = {}
+    for label, by_slice in prompts.items():
+        for index, labels in by_slice.labels.items():
+            if 1 not in labels:
+                continue
+            points, point_labels = by_slice.on(index)
+            probability, _ = model.predict(index, None, points, point_labels)
+            if np.any(probability > 0.5):
+                seeds.setdefault(label, {})[index] = probability > 0.5
+    return seeds
+
+
+def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, window: tuple[float, float],
+            axis: int, exemplars: Exemplars | None = None, points: list[PointPrompt] | None = None,
+            progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> Volume:
+    """Segment ``image`` with an (adapted) ``backend`` from painted slices and/or positive clicks."""
+    if exemplars is not None:
+        axis = exemplars.axis
+    model = SliceModel(backend, slice_stack(image, axis, window), in_plane_spacing(image.geometry.spacing, axis),
+                       progress, cancel)
+    prompts = prompts_by_label(points or [], axis)
+    seeds = exemplar_seeds(exemplars) if exemplars is not None else {}
+    for label, extra in seeds_from_points(model, prompts).items():
+        seeds.setdefault(label, {}).update({s: m for s, m in extra.items() if s not in seeds.get(label, {})})
+    if not seeds:
+        raise InputError("predict: no prompt to start from; give --exemplars (painted slices) or --points with "
+                         "at least one positive point on the structure")
+    labels = segment(model, exemplars, seeds, config, prompts, progress, cancel)
+    return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .backends.base import PromptableBackend
+from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from .slice_frame import SliceFrame
 
 
@@ -13,11 +14,14 @@ class SliceModel:
     """Segments single slices of a [0, 1] (slices, rows, cols) stack with box / point prompts.
 
     Image embeddings are computed once per slice and cached, so re-prompting a slice only runs the decoder.
+    Each new encoding first checks ``cancel`` and then reports progress.
     """
 
-    def __init__(self, backend: PromptableBackend, stack: np.ndarray, spacing_rc: tuple[float, float]):
+    def __init__(self, backend: PromptableBackend, stack: np.ndarray, spacing_rc: tuple[float, float],
+                 progress: ProgressCallback | None = None, cancel: CancelFlag | None = None):
         self.backend = backend
         self.stack = stack
+        self.progress, self.cancel = progress, cancel
         self.frame = SliceFrame(stack.shape[1:], spacing_rc, backend.image_size)
         self._embeddings: dict[int, torch.Tensor] = {}
 
@@ -28,8 +32,10 @@ class SliceModel:
     def embedding(self, index: int) -> torch.Tensor:
         """Cached (1, C, h, w) image embedding of slice ``index``."""
         if index not in self._embeddings:
+            check_cancel(self.cancel)
             frame = self.frame.image_to_frame(self.stack[index:index + 1])
             self._embeddings[index] = self.backend.encode(frame)
+            report(self.progress, Progress("encode slices", len(self._embeddings), len(self)))
         return self._embeddings[index]
 
     def forget_embeddings(self) -> None:

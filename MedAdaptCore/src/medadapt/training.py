@@ -71,7 +71,7 @@ def train(backend: PromptableBackend, frames: torch.Tensor, masks: torch.Tensor,
             loss.backward()
             optimiser.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             elapsed = time.monotonic() - started
             report(progress, Progress("adapt", iteration + 1, config.iterations, losses[-1],
                                       elapsed / (iteration + 1) * (config.iterations - iteration - 1)))

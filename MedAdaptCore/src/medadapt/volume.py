@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import tempfile
 from dataclasses import dataclass
@@ -91,6 +92,33 @@ class Volume:
         return cls(sitk.GetArrayFromImage(image), geometry)
 
 
+def _is_compressed_inside(path: Path) -> bool:
+    """NRRD / MetaImage files whose header declares compressed voxel data."""
+    with path.open("rb") as handle:
+        header = handle.read(4096).decode("latin-1").lower()
+    return ("encoding: gz" in header or "encoding: bz" in header or "compresseddata = true" in header)
+
+
+def check_complete(path: Path, expected_bytes: int) -> None:
+    """ITK reads some truncated files without complaint; verify the voxel data is all there."""
+    if path.is_dir():
+        return
+    if path.name.endswith(".gz"):
+        total = 0
+        try:
+            with gzip.open(path, "rb") as stream:
+                for block in iter(lambda: stream.read(1 << 22), b""):
+                    total += len(block)
+        except (EOFError, OSError, gzip.BadGzipFile) as exc:
+            raise InputError(f"{path}: unreadable or truncated image file (compressed stream: {exc})") from exc
+        if total < expected_bytes:
+            raise InputError(f"{path}: unreadable or truncated image file ({total} of {expected_bytes} bytes)")
+    elif path.suffix.lower() in (".nii", ".nrrd", ".mha") and not _is_compressed_inside(path):
+        if path.stat().st_size < expected_bytes:
+            raise InputError(f"{path}: unreadable or truncated image file ({path.stat().st_size} bytes on disk, "
+                             f"voxel data alone needs {expected_bytes})")
+
+
 def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
     """Read NIfTI / NRRD / MHA or a DICOM series folder; labels are cast to integers, images checked for NaN/inf."""
     path = Path(path)
@@ -114,6 +142,7 @@ def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = image[:, :, :, 0]
     volume = Volume.from_sitk(image, source=str(path))
+    check_complete(path, volume.array.nbytes)
     if label:
         array = volume.array
         if np.issubdtype(array.dtype, np.floating):

@@ -1,0 +1,103 @@
+"""Adapter artifacts: trained LoRA / decoder weights (safetensors) plus a JSON manifest, saved atomically."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .adapters import adapter_state, add_lora
+from .backends import load_backend
+from .backends.base import PromptableBackend
+from .backends.checkpoints import sha256_of
+from .config import AdaptConfig
+from .errors import InputError
+
+WEIGHTS = "adapter.safetensors"
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+def save_adapter(directory: str | Path, backend: PromptableBackend, config: AdaptConfig, facts: dict) -> Path:
+    """Write the adapter weights and manifest into ``directory`` (replaced as a whole, never half-written).
+
+    ``facts`` holds run facts for the manifest: exemplar axis / slices / labels, intensity window, validation
+    Dice, ...
+    """
+    directory = Path(directory)
+    parent = directory.parent if str(directory.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--save-model {directory}: parent folder {parent} does not exist")
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"--save-model {directory}: exists and is not a folder")
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
+    try:
+        save_file(adapter_state(backend), str(staging / WEIGHTS))
+        manifest = {
+            "format": FORMAT,
+            "medadapt_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "base_model": {"name": backend.name, "sha256": backend.checkpoint_sha256},
+            "adapter_sha256": sha256_of(staging / WEIGHTS),
+            "config": config.to_dict(),
+            **facts,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if directory.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=parent))
+            directory.replace(retired / directory.name)
+            staging.replace(directory)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.replace(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """The manifest of a saved adapter, with a clear error for a missing or broken one."""
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(f"--model {directory}: no {MANIFEST} (not a MedAdapt adapter folder)") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: manifest is not valid JSON ({exc})") from exc
+    if manifest.get("format") != FORMAT:
+        raise InputError(f"{path}: unsupported adapter format {manifest.get('format')!r}; expected {FORMAT}")
+    return manifest
+
+
+def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[PromptableBackend, dict, AdaptConfig]:
+    """Base model + saved adapter, checksums and keys verified; returns (backend, manifest, config)."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise InputError(f"--model {directory}: {WEIGHTS} is missing")
+    if sha256_of(weights) != manifest.get("adapter_sha256"):
+        raise InputError(f"{weights}: checksum does not match the manifest (file corrupt or replaced)")
+    config = AdaptConfig.from_dict(manifest["config"])
+    backend = load_backend(manifest["base_model"]["name"], device)
+    if manifest["base_model"].get("sha256") != backend.checkpoint_sha256:
+        raise InputError(f"{directory}: adapter was trained on base weights {manifest['base_model'].get('sha256')}"
+                         f" but the installed {backend.name} has {backend.checkpoint_sha256}")
+    add_lora(backend, config.adapter)
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise InputError(f"{weights}: unreadable safetensors file ({exc})") from exc
+    expected = adapter_state(backend)
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise InputError(f"{weights}: adapter keys do not match the model ({len(missing)} missing, "
+                         f"{len(extra)} unexpected, e.g. {(missing or extra or ['shape mismatch'])[0]})")
+    backend.load_state_dict(state, strict=False)
+    return backend.to(device).eval(), manifest, config

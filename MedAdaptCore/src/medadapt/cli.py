@@ -1,0 +1,81 @@
+"""Command line: ``medadapt adapt``, ``medadapt predict`` and ``medadapt demo``.
+
+Exit codes: 0 ok, 2 bad input (the message names the file or option and what was wrong), 1 internal error,
+130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CancelledError, InputError
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", help="3D image: NIfTI, NRRD, MHA or a DICOM series folder")
+    parser.add_argument("-o", "--output", required=True, help="output label map (same grid as the image)")
+    parser.add_argument("--points", help="JSON file of positive/negative point prompts (see README)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``medadapt`` argument parser (also used by the Slicer module's headless batch script)."""
+    parser = argparse.ArgumentParser(prog="medadapt", description="Adapt a medical segmentation foundation "
+                                     "model to a few painted slices and segment the whole volume.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    adapt = commands.add_parser("adapt", help="adapt to painted exemplar slices and segment the volume")
+    _add_common(adapt)
+    adapt.add_argument("--exemplars", required=True, help="label map on the image grid with a few painted slices")
+    adapt.add_argument("--method", default="lora", help="lora (default), zero-shot or fill")
+    adapt.add_argument("--slices", help="use only these slices of --exemplars, e.g. 3,10,17")
+    adapt.add_argument("--axis", help="slice axis x, y or z (default: the axis the painting lies on)")
+    adapt.add_argument("--labels", help="adapt only these label values, e.g. 1,3 (default: all painted)")
+    adapt.add_argument("--save-model", help="folder to write the adapter weights and manifest to")
+    adapt.add_argument("--reference", help="reference label map: print Dice and HD95 on the slices not given")
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--iterations", type=int, help="training iterations (default 100)")
+    adapt.add_argument("--rank", type=int, help="LoRA rank (default 4)")
+    adapt.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6)")
+    adapt.add_argument("--lora-parts", help="encoder, decoder or encoder,decoder (default: decoder on CPU, "
+                       "encoder,decoder on a GPU)")
+    predict = commands.add_parser("predict", help="apply a saved adapter to another volume")
+    _add_common(predict)
+    predict.add_argument("--model", required=True, help="adapter folder written by --save-model")
+    predict.add_argument("--exemplars", help="optional painted slices on this volume to start from")
+    demo = commands.add_parser("demo", help="run the main job on the bundled sample CT")
+    demo.add_argument("--out", default="medadapt-demo", help="output folder (default ./medadapt-demo)")
+    demo.add_argument("--data", help="folder holding the sample (default: the repository's Resources/Sample)")
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medadapt`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from . import commands
+    try:
+        {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo}[args.command](args)
+    except InputError as exc:
+        print(f"medadapt: error: {exc}", file=sys.stderr)
+        return 2
+    except CancelledError:
+        print("medadapt: cancelled; nothing was written", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("medadapt: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+            print(f"medadapt: error: out of memory ({str(exc).splitlines()[0][:200] if str(exc) else 'host RAM'})"
+                  "; try --device cpu, fewer --synthetic pairs or a smaller crop", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""What each ``medadapt`` sub-command does, on parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .config import AdaptConfig
+from .devices import default_adapter_parts, resolve_device
+from .errors import InputError
+from .exemplars import find_exemplars, parse_axis, parse_slices
+from .progress import Progress
+from .volume import check_writable, read_volume, require_same_grid, write_volume
+
+
+class TqdmProgress:
+    """Progress callback drawing one tqdm bar per stage (training shows loss and ETA)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.bar, self.stage = enabled, None, None
+
+    def __call__(self, event: Progress) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+        if event.stage != self.stage:
+            self.close()
+            self.bar, self.stage = tqdm(total=event.total, desc=event.stage, leave=False), event.stage
+        self.bar.n = event.step
+        if event.loss is not None:
+            self.bar.set_postfix(loss=f"{event.loss:.3f}")
+        self.bar.refresh()
+
+    def close(self) -> None:
+        """Finish the current bar."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _int_list(value: str | None, option: str) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise InputError(f"{option}: expected comma-separated integers, got {value!r}") from exc
+
+
+def adapt_config(args: argparse.Namespace) -> AdaptConfig:
+    """AdaptConfig from ``adapt`` options, with the adapter placement chosen per device."""
+    config = AdaptConfig(method=args.method, device=resolve_device(args.device), seed=args.seed)
+    config.adapter.parts = default_adapter_parts(config.device)
+    if args.lora_parts:
+        config.adapter.parts = tuple(p.strip() for p in args.lora_parts.split(","))
+        if not set(config.adapter.parts) <= {"encoder", "decoder"}:
+            raise InputError(f"--lora-parts: expected encoder and/or decoder, got {args.lora_parts!r}")
+    for option, value, target, field in (("--iterations", args.iterations, config.train, "iterations"),
+                                          ("--rank", args.rank, config.adapter, "rank"),
+                                          ("--synthetic", args.synthetic, config.synthesis, "per_exemplar")):
+        if value is not None:
+            if value < (0 if field == "per_exemplar" else 1):
+                raise InputError(f"{option}: must be positive, got {value}")
+            setattr(target, field, value)
+    return config
+
+
+def _read_points(path, geometry):
+    from .points import read_points
+    return read_points(path, geometry) if path else None
+
+
+def run_adapt(args: argparse.Namespace) -> None:
+    """``medadapt adapt``: exemplars -> adapted model -> segmentation file (+ adapter, + scores)."""
+    from .artifacts import save_adapter
+    from .metrics import evaluate
+    from .pipeline import adapt
+    output = check_writable(args.output)
+    config = adapt_config(args)
+    image = read_volume(args.image)
+    labelmap = read_volume(args.exemplars, label=True)
+    exemplars = find_exemplars(image, labelmap, axis=parse_axis(args.axis), slices=parse_slices(args.slices),
+                               labels=_int_list(args.labels, "--labels"), source=args.exemplars)
+    reference = read_volume(args.reference, label=True) if args.reference else None
+    if reference is not None:
+        require_same_grid(image, reference, args.reference)
+    points = _read_points(args.points, image.geometry)
+    progress = TqdmProgress(not args.quiet)
+    try:
+        result = adapt(image, exemplars, config, points, progress)
+    finally:
+        progress.close()
+    write_volume(result.segmentation, output)
+    print(f"wrote {output} ({config.method}; labels {exemplars.labels}; axis {'zyx'[exemplars.axis]}; "
+          f"painted slices {exemplars.slices}; {result.seconds:.0f} s)")
+    for label, dice in result.validation_dice.items():
+        print(f"label {label}: leave-one-exemplar-out Dice {dice:.3f}")
+    if args.save_model and result.backend is not None:
+        facts = {"exemplars": {"axis": exemplars.axis, "slices": exemplars.slices, "labels": exemplars.labels},
+                 "window": list(result.window), "validation_dice": result.validation_dice,
+                 "final_loss": result.losses[-1] if result.losses else None}
+        print(f"saved adapter to {save_adapter(args.save_model, result.backend, config, facts)}")
+    elif args.save_model:
+        raise InputError(f"--save-model: method {config.method!r} trains no model to save")
+    if reference is not None:
+        scores = evaluate(result.segmentation.array, reference.array, exemplars.labels, exemplars.axis,
+                          exemplars.slices, tuple(reversed(image.geometry.spacing)))
+        print(json.dumps({"scores_on_hidden_slices": scores}))
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    """``medadapt predict``: a saved adapter applied to another volume from painted slices and/or clicks."""
+    from .artifacts import load_adapter
+    from .pipeline import predict, window_for
+    output = check_writable(args.output)
+    device = resolve_device(args.device)
+    image = read_volume(args.image)
+    backend, manifest, config = load_adapter(args.model, device)
+    exemplars = None
+    if args.exemplars:
+        exemplars = find_exemplars(image, read_volume(args.exemplars, label=True), source=args.exemplars)
+    points = _read_points(args.points, image.geometry)
+    axis = manifest.get("exemplars", {}).get("axis", 0)
+    progress = TqdmProgress(not args.quiet)
+    try:
+        segmentation = predict(image, backend, config, window_for(image, manifest.get("window")), axis,
+                               exemplars, points, progress)
+    finally:
+        progress.close()
+    write_volume(segmentation, output)
+    print(f"wrote {output}")
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    """``medadapt demo``: see :mod:`medadapt.demo`."""
+    from .demo import run
+    run(Path(args.out), Path(args.data) if args.data else None, args.device, not args.quiet)

@@ -1,0 +1,69 @@
+"""Shared fixtures: the bundled sample CT, the development data (optional) and synthetic volumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "Resources" / "Sample"
+SHARED_DATA = REPO.parent / "shared" / "data"
+LIVER, SPLEEN = 5, 1
+
+# A rotated, anisotropic grid: geometry must survive every step.
+OBLIQUE_DIRECTION = tuple(sitk.VersorTransform((0.2, 0.5, 0.8), 0.4).GetMatrix())
+ANISOTROPIC_SPACING = (0.8, 1.1, 2.5)
+
+
+@pytest.fixture(scope="session")
+def sample_image_path() -> Path:
+    return SAMPLE / "ct_abdomen_image.nii.gz"
+
+
+@pytest.fixture(scope="session")
+def sample_labels_path() -> Path:
+    return SAMPLE / "ct_abdomen_liver_spleen.nii.gz"
+
+
+@pytest.fixture(scope="session")
+def sample(sample_image_path, sample_labels_path):
+    """(image Volume, label Volume) of the bundled TotalSegmentator example CT."""
+    from medadapt.volume import read_volume
+    return read_volume(sample_image_path), read_volume(sample_labels_path, label=True)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"development scans not found at {SHARED_DATA} (only present beside the CI checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def litemedsam():
+    """The real pretrained LiteMedSAM (loaded once per session; tests must not adapt it in place)."""
+    from medadapt.backends import load_backend
+    return load_backend("litemedsam", "cpu")
+
+
+def oblique_image(array: np.ndarray, spacing=ANISOTROPIC_SPACING, direction=OBLIQUE_DIRECTION,
+                  origin=(-12.5, 40.25, 7.0)) -> sitk.Image:
+    """SimpleITK image of ``array`` (z, y, x) on a rotated, anisotropic grid."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetDirection(direction)
+    image.SetOrigin(origin)
+    return image
+
+
+def liver_crop(sample, slices: slice = slice(8, 22)):
+    """A small real crop (z range) of the sample around the liver: (image Volume, liver-only label Volume)."""
+    from medadapt.volume import Volume
+    image, labels = sample
+    crop_image = Volume.from_sitk(image.to_sitk()[:, :, slices.start:slices.stop])
+    crop_labels = Volume.from_sitk(labels.to_sitk()[:, :, slices.start:slices.stop])
+    liver = (crop_labels.array == LIVER).astype(np.int16) * LIVER
+    return crop_image, crop_labels.with_array(liver)

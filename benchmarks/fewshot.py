@@ -1,0 +1,117 @@
+"""Few-shot benchmark over the development scans in ../shared/data (a script, not a test).
+
+For each case, k slices of one structure along the array's first axis (SimpleITK z) at the centres of k equal
+bins of its extent are the exemplars; every method segments the volume and is scored (Dice, HD95) on the
+other slices. Each (case, k) runs in its own process so that its peak RAM is measured alone.
+
+    python benchmarks/fewshot.py --k 1 3 5 --out benchmarks/results/fewshot.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(os.environ.get("MEDADAPT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+METHODS = ("lora", "zero-shot", "fill")
+
+
+def cases() -> dict[str, tuple[str, str, int]]:
+    """Case name -> (image, labels, label value), relative to the data folder."""
+    table = {f"ct_abdomen_ts/{name}": ("ct_abdomen_ts/image.nii.gz", "ct_abdomen_ts/labels.nii.gz", value)
+             for name, value in (("liver", 5), ("spleen", 1), ("kidney_right", 2), ("stomach", 6))}
+    table.update({f"ct_lung1/{name}": ("ct_lung1/image.nii.gz", "ct_lung1/labels.nii.gz", value)
+                  for name, value in (("tumour", 1), ("cord", 2), ("lung_left", 3))})
+    for image in sorted((DATA / "mr_hippocampus" / "images").glob("*.nii.gz"))[:8]:
+        table[f"hippocampus/{image.name[:-7]}"] = (f"mr_hippocampus/images/{image.name}",
+                                                   f"mr_hippocampus/labels/{image.name}", 1)
+    for patient in ("pat0005", "pat0006"):
+        table[f"brats/{patient}/edema_flair"] = (f"mr_brats/{patient}/flair.nii.gz",
+                                                 f"mr_brats/{patient}/labels.nii.gz", 2)
+        table[f"brats/{patient}/enhancing_t1c"] = (f"mr_brats/{patient}/t1c.nii.gz",
+                                                   f"mr_brats/{patient}/labels.nii.gz", 4)
+    table["brats2021_01646/edema"] = ("mr_brats/brats2021_01646/flair.nii.gz",
+                                      "mr_brats/brats2021_01646/labels.nii.gz", 1)
+    return table
+
+
+def bin_centre_slices(mask: np.ndarray, k: int) -> list[int]:
+    """k slice indices along axis 0 at the centres of k equal bins of the structure's extent."""
+    present = np.flatnonzero(mask.any(axis=(1, 2)))
+    edges = np.linspace(present.min(), present.max() + 1, k + 1)
+    return sorted({int((edges[i] + edges[i + 1]) / 2) for i in range(k)})
+
+
+def run_one(case: str, k: int, methods: list[str]) -> dict:
+    """Adapt one case with every method; scores on the hidden slices, seconds and this process's peak RAM."""
+    from medadapt.config import AdaptConfig
+    from medadapt.exemplars import find_exemplars
+    from medadapt.metrics import evaluate
+    from medadapt.pipeline import adapt
+    from medadapt.volume import read_volume
+
+    image_path, label_path, label = cases()[case]
+    image = read_volume(DATA / image_path)
+    reference = read_volume(DATA / label_path, label=True)
+    target = (reference.array == label).astype(np.int16)
+    slices = bin_centre_slices(target, k)
+    exemplars = find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
+    spacing_zyx = tuple(reversed(image.geometry.spacing))
+    row = {"case": case, "k": k, "slices": slices}
+    for method in methods:
+        if method == "fill" and k < 2:
+            row[method] = {"dice": None, "note": "needs two slices"}
+            continue
+        started = time.monotonic()
+        result = adapt(image, exemplars, AdaptConfig(method=method))
+        score = evaluate(result.segmentation.array, target, [1], 0, slices, spacing_zyx)[1]
+        row[method] = {**score, "seconds": round(time.monotonic() - started, 1)}
+    row["peak_ram_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)
+    return row
+
+
+def main() -> None:
+    """Run every (case, k) in a child process and append one JSON line per result."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 3, 5])
+    parser.add_argument("--cases", nargs="*", help="case names (default: all); see --list")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fewshot.jsonl"))
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--one", nargs=2, metavar=("CASE", "K"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
+    if args.list:
+        print("\n".join(cases()))
+        return
+    if args.one:
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.methods)))
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for k in args.k:
+        for case in args.cases or list(cases()):
+            child = subprocess.run([sys.executable, __file__, "--one", case, str(k), "--methods", *args.methods],
+                                   capture_output=True, text=True)
+            if child.returncode != 0:
+                print(f"{case} k={k}: failed\n{child.stderr[-2000:]}", file=sys.stderr)
+                continue
+            line = child.stdout.strip().splitlines()[-1]
+            with args.out.open("a") as handle:
+                handle.write(line + "\n")
+            row = json.loads(line)
+            print(f"{case:40s} k={k} " + " ".join(
+                f"{m}={row[m]['dice']:.3f}" for m in args.methods if row[m].get("dice") is not None)
+                  + f" lora_s={row.get('lora', {}).get('seconds')} ram={row['peak_ram_gb']}GB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
