@@ -113,3 +113,22 @@ def segment_arrays(segmentation_node, volume_node) -> dict[str, np.ndarray]:
 def node_ids(scene) -> list[str]:
     """IDs of every node in the scene."""
     return [scene.GetNthNode(n).GetID() for n in range(scene.GetNumberOfNodes())]
+
+
+def add_roi(scene, volume_node, low_zyx, high_zyx, name: str = "ROI"):
+    """An ROI node covering voxels ``low_zyx`` .. ``high_zyx`` (inclusive) of ``volume_node``."""
+    from MedAdaptSlicerLib.conversion import RAS_TO_LPS, geometry_from_node
+    geometry = geometry_from_node(volume_node)
+    corners = [geometry.index_to_world((x, y, z)) for z in (low_zyx[0], high_zyx[0])
+               for y in (low_zyx[1], high_zyx[1]) for x in (low_zyx[2], high_zyx[2])]
+    ras = np.array([RAS_TO_LPS @ c for c in corners])
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+    node.SetCenter(*((ras.min(0) + ras.max(0)) / 2))
+    node.SetSize(*(ras.max(0) - ras.min(0)))
+    return node
+
+
+def ras_of_voxel(volume_node, zyx):
+    """RAS position of voxel (z, y, x) of ``volume_node``."""
+    from MedAdaptSlicerLib.conversion import RAS_TO_LPS, geometry_from_node
+    return RAS_TO_LPS @ geometry_from_node(volume_node).index_to_world(tuple(reversed(zyx)))

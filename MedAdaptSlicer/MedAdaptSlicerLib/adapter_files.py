@@ -1,0 +1,44 @@
+"""The adapted model the module holds, and saving / loading it as a MedAdapt adapter folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medadapt.artifacts import load_adapter, save_adapter
+from medadapt.backends.base import PromptableBackend
+from medadapt.config import AdaptConfig
+from medadapt.errors import InputError
+
+
+@dataclass
+class AdaptedModel:
+    """A backend ready to segment new volumes: its config, intensity window, slice axis and run facts."""
+
+    backend: PromptableBackend
+    config: AdaptConfig
+    window: tuple[float, float]
+    axis: int
+    validation_dice: dict = field(default_factory=dict)
+    exemplar_slices: list[int] = field(default_factory=list)
+
+
+def save_model(directory: str | Path, model: AdaptedModel) -> Path:
+    """Write ``model`` as an adapter folder (weights + manifest, the same layout as ``medadapt adapt``)."""
+    if model.config.method != "lora":
+        raise InputError(f"save adapter: only a LoRA-adapted model can be saved (this one is "
+                         f"'{model.config.method}'); run Adapt with method 'lora' first")
+    facts = {"exemplars": {"axis": model.axis, "slices": model.exemplar_slices, "labels": [1]},
+             "window": list(model.window),
+             "validation_dice": {str(k): v for k, v in model.validation_dice.items()}}
+    return save_adapter(directory, model.backend, model.config, facts)
+
+
+def load_model(directory: str | Path, device: str = "cpu") -> AdaptedModel:
+    """Read an adapter folder written by :func:`save_model` or the ``medadapt`` command line."""
+    backend, manifest, config = load_adapter(directory, device)
+    if "window" not in manifest or "exemplars" not in manifest:
+        raise InputError(f"adapter {directory}: manifest lacks 'window' or 'exemplars' (axis); re-save it")
+    dice = {int(k): float(v) for k, v in manifest.get("validation_dice", {}).items()}
+    return AdaptedModel(backend, config, tuple(manifest["window"]), int(manifest["exemplars"]["axis"]), dice,
+                        list(manifest["exemplars"].get("slices", [])))

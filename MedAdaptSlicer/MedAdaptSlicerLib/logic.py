@@ -1,0 +1,196 @@
+"""What the module's buttons do: gather inputs from MRML nodes, run the core off the GUI thread, and write
+results back as a preview segment. The Widget, the self-test, ``batch.py`` and the tests all call this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medadapt.backends import load_backend
+from medadapt.devices import resolve_device
+from medadapt.errors import InputError
+from medadapt.exemplars import Exemplars, find_exemplars
+from medadapt.intensity import intensity_window
+from medadapt.pipeline import adapt, exemplar_seeds, predict, segment
+from medadapt.points import PointPrompt
+from medadapt.volume import Volume
+
+from . import results
+from .adapter_files import AdaptedModel, load_model, save_model
+from .core_compat import ensure_point_prompts_work
+from .conversion import box_from_roi, exemplar_labelmap, prompts_from_markups, segment_array, volume_from_node
+from .interactive import SliceSession
+from .jobs import Job, ThreadRunner
+from .parameters import Parameters
+from .regions import crop, paste
+
+ensure_point_prompts_work()
+
+
+@dataclass
+class Inputs:
+    """Core inputs read from the scene: the (ROI-cropped) image, painted exemplars (or ``None``), point
+    prompts, and where the crop sits in the full volume."""
+
+    image: Volume
+    exemplars: Exemplars | None
+    points: list[PointPrompt]
+    low_zyx: tuple[int, int, int]
+    full_shape: tuple[int, int, int]
+
+
+def read_inputs(volume_node, segmentation_node=None, segment_id=None, positive_node=None, negative_node=None,
+                roi_node=None, need_exemplars: bool = True) -> Inputs:
+    """Read the image, the painted segment and the point lists, restricted to the ROI when one is given."""
+    full = volume_from_node(volume_node)
+    low, high = (np.zeros(3, int), np.array(full.array.shape) - 1)
+    if roi_node is not None:
+        low, high = box_from_roi(roi_node, full.geometry)
+    image = crop(full, low, high)
+    exemplars = None
+    if segmentation_node is not None and segment_id and (
+            need_exemplars or segment_array(segmentation_node, segment_id, volume_node).any()):
+        labelmap = crop(exemplar_labelmap(segmentation_node, segment_id, volume_node), low, high)
+        name = f"segment '{segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()}'"
+        exemplars = find_exemplars(image, labelmap, source=name)
+    elif need_exemplars:
+        raise InputError("segmentation: select a segmentation and the segment you painted")
+    points = prompts_from_markups(positive_node, negative_node, image.geometry)
+    return Inputs(image, exemplars, points, tuple(int(v) for v in low), full.array.shape)
+
+
+class MedAdaptLogic:
+    """Adapt, apply, interactive slice prompts, Accept / Reject and adapter files for one Slicer session.
+
+    ``runner`` runs the heavy work (default: a worker thread; tests and batch pass a synchronous runner).
+    """
+
+    def __init__(self, runner=None):
+        self.runner = runner or ThreadRunner()
+        self.model: AdaptedModel | None = None
+        self._base: dict[str, object] = {}
+        self._session: SliceSession | None = None
+
+    def base_backend(self, device: str):
+        """The unadapted foundation model on ``device``, loaded once and reused (never trained in place)."""
+        device = resolve_device(device)
+        if device not in self._base:
+            self._base[device] = load_backend("litemedsam", device)
+        return self._base[device]
+
+    def _finish(self, inputs: Inputs, volume_node, segmentation_node, segment_id, on_done, keep_model):
+        def done(job: Job) -> None:
+            if job.state == "done":
+                segmentation, model = job.result
+                mask = paste(inputs.full_shape, (segmentation.array == 1).astype(np.uint8), inputs.low_zyx)
+                results.show_preview(segmentation_node, segment_id, volume_node, mask)
+                if keep_model and model is not None:
+                    self.model, self._session = model, None
+            if on_done is not None:
+                on_done(job)
+        return done
+
+    def start_adapt(self, volume_node, segmentation_node, segment_id: str, parameters: Parameters,
+                    positive_node=None, negative_node=None, roi_node=None, on_progress=None, on_done=None) -> Job:
+        """Adapt to the painted slices of ``segment_id`` and show the result as its preview segment."""
+        config = parameters.to_config()
+        inputs = read_inputs(volume_node, segmentation_node, segment_id, positive_node, negative_node, roi_node)
+        reuse = self.base_backend(config.device) if config.method == "zero-shot" else None
+
+        def work(progress, cancel):
+            result = adapt(inputs.image, inputs.exemplars, config, inputs.points, progress, cancel, backend=reuse)
+            model = None if result.backend is None else AdaptedModel(
+                result.backend, config, result.window, inputs.exemplars.axis, result.validation_dice,
+                inputs.exemplars.slices)
+            return result.segmentation, model
+        return self.runner.start(work, on_progress, self._finish(inputs, volume_node, segmentation_node, segment_id,
+                                                                 on_done, keep_model=True))
+
+    def start_apply(self, volume_node, segmentation_node, segment_id: str, positive_node=None, negative_node=None,
+                    roi_node=None, on_progress=None, on_done=None) -> Job:
+        """Segment another volume with the held (adapted or loaded) model from its painted slices and/or
+        positive points; the result becomes the preview of ``segment_id``."""
+        model = self._require_model()
+        inputs = read_inputs(volume_node, segmentation_node, segment_id, positive_node, negative_node, roi_node,
+                             need_exemplars=False)
+
+        def work(progress, cancel):
+            window = model.window if model.config.method == "lora" else intensity_window(inputs.image.array)
+            return predict(inputs.image, model.backend, model.config, window, model.axis, inputs.exemplars,
+                           inputs.points, progress, cancel), None
+        return self.runner.start(work, on_progress, self._finish(inputs, volume_node, segmentation_node, segment_id,
+                                                                 on_done, keep_model=False))
+
+    def _require_model(self) -> AdaptedModel:
+        if self.model is None:
+            raise InputError("no adapted model: run Adapt or Load adapter first")
+        return self.model
+
+    def _slice_session(self, image: Volume, axis: int, device: str) -> SliceSession:
+        backend = self.model.backend if self.model is not None else self.base_backend(device)
+        window = self.model.window if self.model is not None else intensity_window(image.array)
+        if self._session is None or not self._session.matches(backend, image, axis):
+            self._session = SliceSession(backend, image, axis, window)
+        return self._session
+
+    def update_slice(self, volume_node, segmentation_node, segment_id: str, positive_node=None, negative_node=None,
+                     roi_node=None, index: int | None = None, axis: int = 0, device: str = "auto") -> int:
+        """Re-segment one slice along ``axis`` (default: the slice of the last positive point) from the clicks
+        and ROI, and put it into the preview; returns the slice index."""
+        image = volume_from_node(volume_node)
+        points = prompts_from_markups(positive_node, negative_node, image.geometry)
+        if index is None:
+            positives = [p for p in points if p.positive]
+            if not positives:
+                raise InputError("interactive: place a positive point on the structure (or give the slice)")
+            index = positives[-1].index_zyx[axis]
+        box = box_from_roi(roi_node, image.geometry) if roi_node is not None else None
+        session = self._slice_session(image, axis, device)
+        slice_mask = session.segment_slice(index, points, box)
+        current = results.preview_mask(segmentation_node, segment_id, volume_node)
+        current = np.zeros(image.array.shape, np.uint8) if current is None else current
+        results.show_preview(segmentation_node, segment_id, volume_node, session.put_slice(current, index, slice_mask))
+        return index
+
+    def start_propagate(self, volume_node, segmentation_node, segment_id: str, index: int, axis: int = 0,
+                        device: str = "auto", on_progress=None, on_done=None) -> Job:
+        """Extend the preview's slice ``index`` through the volume (that slice is the seed)."""
+        image = volume_from_node(volume_node)
+        current = results.preview_mask(segmentation_node, segment_id, volume_node)
+        seed = None if current is None else np.moveaxis(current, axis, 0)[index]
+        if seed is None or not seed.any():
+            raise InputError(f"propagate: the preview is empty on slice {index}; segment that slice first")
+        labelmap = np.zeros(image.array.shape, np.int16)
+        np.moveaxis(labelmap, axis, 0)[index] = seed
+        exemplars = Exemplars(image.with_array(labelmap), axis, [index], {1: [index]})
+        session = self._slice_session(image, axis, device)
+        config = self.model.config if self.model is not None else Parameters(method="zero-shot",
+                                                                              device=device).to_config()
+        inputs = Inputs(image, exemplars, [], (0, 0, 0), image.array.shape)
+
+        def work(progress, cancel):
+            # The session's SliceModel is reused, so slices embedded during interaction are not encoded again.
+            labels = segment(session.model, exemplars, exemplar_seeds(exemplars), config, {}, progress, cancel)
+            return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis))), None
+        return self.runner.start(work, on_progress, self._finish(inputs, volume_node, segmentation_node, segment_id,
+                                                                 on_done, keep_model=False))
+
+    def accept(self, volume_node, segmentation_node, segment_id: str, editable: str = "everywhere",
+               replace: bool = True) -> np.ndarray:
+        """Copy the preview into the target segment (see :func:`results.accept_preview`)."""
+        return results.accept_preview(segmentation_node, segment_id, volume_node, editable, replace)
+
+    def reject(self, segmentation_node, segment_id: str) -> bool:
+        """Remove the preview segment."""
+        return results.reject_preview(segmentation_node, segment_id)
+
+    def save_adapter(self, directory: str | Path) -> Path:
+        """Save the held adapted model as an adapter folder."""
+        return save_model(directory, self._require_model())
+
+    def load_adapter(self, directory: str | Path, device: str = "auto") -> AdaptedModel:
+        """Load an adapter folder and hold it for Apply / interactive use."""
+        self.model, self._session = load_model(directory, resolve_device(device)), None
+        return self.model
