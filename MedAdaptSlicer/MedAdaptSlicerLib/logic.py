@@ -137,16 +137,19 @@ class MedAdaptLogic:
 
     def update_slice(self, volume_node, segmentation_node, segment_id: str, positive_node=None, negative_node=None,
                      roi_node=None, index: int | None = None, axis: int = 0, device: str = "auto") -> int:
-        """Re-segment one slice along ``axis`` (default: the slice of the last positive point) from the clicks
-        and ROI, and put it into the preview; returns the slice index."""
+        """Re-segment one slice along ``axis`` from the clicks and ROI and put it into the preview; returns the
+        slice index (default: the slice of the last positive point, else the ROI's middle slice)."""
         image = volume_from_node(volume_node)
         points = prompts_from_markups(positive_node, negative_node, image.geometry)
+        box = box_from_roi(roi_node, image.geometry) if roi_node is not None else None
         if index is None:
             positives = [p for p in points if p.positive]
-            if not positives:
-                raise InputError("interactive: place a positive point on the structure (or give the slice)")
-            index = positives[-1].index_zyx[axis]
-        box = box_from_roi(roi_node, image.geometry) if roi_node is not None else None
+            if positives:
+                index = positives[-1].index_zyx[axis]
+            elif box is not None:
+                index = int((box[0][axis] + box[1][axis]) // 2)
+            else:
+                raise InputError("interactive: place a positive point or an ROI on the structure (or give the slice)")
         session = self._slice_session(image, axis, device)
         slice_mask = session.segment_slice(index, points, box)
         current = results.preview_mask(segmentation_node, segment_id, volume_node)
