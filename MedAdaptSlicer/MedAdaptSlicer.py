@@ -1,0 +1,296 @@
+"""MedAdapt: adapt a medical segmentation foundation model to a few painted slices, inside 3D Slicer.
+
+Desktop shell only: the module description, the widget that wires the .ui to
+:class:`MedAdaptSlicerLib.logic.MedAdaptLogic`, and the self-test. Heavy packages (torch, the core) are
+imported only when a button needs them.
+"""
+
+import os
+
+import qt
+import slicer
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+
+class MedAdaptSlicer(ScriptedLoadableModule):
+    """Module description shown in Slicer."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "MedAdapt"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["MedAdapt contributors"]
+        self.parent.helpText = (
+            "Paint a structure on two or three slices, press <b>Adapt</b>: MedAdapt fine-tunes small LoRA adapters "
+            "of a medical segmentation foundation model (LiteMedSAM) on those slices and exemplar-guided synthetic "
+            "variations of them, then segments the whole volume into a preview segment. <b>Accept</b> copies the "
+            "preview into your segment (undoable), <b>Reject</b> removes it. Positive/negative points and an ROI "
+            "refine a slice interactively; <b>Propagate</b> extends it. Adapters can be saved and applied to other "
+            "volumes.")
+        self.parent.acknowledgementText = (
+            "MedAdapt builds on: exemplar-guided data synthesis ('Cheap Lunch' for medical image segmentation); "
+            "FSEFT, few-shot efficient fine-tuning of volumetric segmentation foundation models; SAMed, "
+            "low-rank (LoRA) adaptation of the Segment Anything Model to medical images; and the MedSAM / "
+            "LiteMedSAM foundation models (Ma et al., Segment Anything in Medical Images).")
+
+
+class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Loads the .ui and forwards every button to the logic; long jobs run in a worker thread polled by a timer."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.job = None
+        self.timer = None
+        self.interactive_index = None
+
+    def setup(self):
+        """Build the GUI from the .ui file and connect it."""
+        ScriptedLoadableModuleWidget.setup(self)
+        widget = slicer.util.loadUI(self.resourcePath("UI/MedAdaptSlicer.ui"))
+        self.layout.addWidget(widget)
+        self.ui = slicer.util.childWidgetVariables(widget)
+        widget.setMRMLScene(slicer.mrmlScene)
+        self.logic = MedAdaptSlicerLogic()
+        self.timer = qt.QTimer()
+        self.timer.setInterval(100)
+        self.timer.connect("timeout()", self.onPoll)
+        self.ui.adaptButton.connect("clicked(bool)", self.onAdapt)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.acceptButton.connect("clicked(bool)", self.onAccept)
+        self.ui.rejectButton.connect("clicked(bool)", self.onReject)
+        self.ui.propagateButton.connect("clicked(bool)", self.onPropagate)
+        self.ui.saveAdapterButton.connect("clicked(bool)", self.onSaveAdapter)
+        self.ui.loadAdapterButton.connect("clicked(bool)", self.onLoadAdapter)
+        self.ui.applyAdapterButton.connect("clicked(bool)", self.onApplyAdapter)
+        self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+        for selector in (self.ui.positivePointsSelector, self.ui.negativePointsSelector, self.ui.roiSelector):
+            selector.connect("currentNodeChanged(vtkMRMLNode*)", self.onPromptNodeChanged)
+        self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.updateButtons)
+        self.updateButtons()
+
+    def cleanup(self):
+        """Stop observing and cancel a running job when the module is closed."""
+        self.removeObservers()
+        if self.job is not None:
+            self.job.cancel()
+
+    # --- inputs -------------------------------------------------------------------------------------------------
+    def parameters(self):
+        """The Advanced panel's values as :class:`Parameters`."""
+        from MedAdaptSlicerLib.parameters import Parameters
+        return Parameters(method=self.ui.methodComboBox.currentText, device=self.ui.deviceComboBox.currentText,
+                          iterations=self.ui.iterationsSpinBox.value, rank=self.ui.rankSpinBox.value,
+                          synthesis_per_exemplar=self.ui.synthesisSpinBox.value, seed=self.ui.seedSpinBox.value)
+
+    def target(self):
+        """(volume, segmentation, segment ID) chosen in the Inputs panel."""
+        return (self.ui.inputVolumeSelector.currentNode(), self.ui.segmentSelector.currentNode(),
+                self.ui.segmentSelector.currentSegmentID())
+
+    def prompts(self):
+        """(positive points, negative points, ROI) nodes; each may be ``None``."""
+        return (self.ui.positivePointsSelector.currentNode(), self.ui.negativePointsSelector.currentNode(),
+                self.ui.roiSelector.currentNode())
+
+    # --- running jobs ---------------------------------------------------------------------------------------------
+    def run(self, start):
+        """Call ``start(on_progress, on_done)`` of the logic, reporting errors in the status label."""
+        try:
+            self.job = start(self.onProgress, self.onDone)
+        except Exception as exc:
+            self.setStatus(f"Error: {exc}")
+            return
+        self.ui.progressBar.setValue(0)
+        self.setStatus("Running...")
+        self.timer.start()
+        self.updateButtons()
+
+    def onAdapt(self):
+        volume, segmentation, segment_id = self.target()
+        positive, negative, roi = self.prompts()
+        self.run(lambda progress, done: self.logic.start_adapt(volume, segmentation, segment_id, self.parameters(),
+                                                               positive, negative, roi, progress, done))
+
+    def onApplyAdapter(self):
+        volume, segmentation, segment_id = self.target()
+        positive, negative, roi = self.prompts()
+        self.run(lambda progress, done: self.logic.start_apply(volume, segmentation, segment_id, positive, negative,
+                                                               roi, progress, done))
+
+    def onPropagate(self):
+        volume, segmentation, segment_id = self.target()
+        index = self.interactive_index
+        self.run(lambda progress, done: self.logic.start_propagate(volume, segmentation, segment_id, index,
+                                                                   device=self.ui.deviceComboBox.currentText,
+                                                                   on_progress=progress, on_done=done))
+
+    def onCancel(self):
+        if self.job is not None:
+            self.job.cancel()
+            self.onPoll()
+
+    def onPoll(self):
+        if not self.logic.runner.poll():
+            self.timer.stop()
+
+    def onProgress(self, event):
+        self.ui.progressBar.setValue(int(100 * event.step / max(1, event.total)))
+        text = f"{event.stage} {event.step}/{event.total}"
+        if event.loss is not None:
+            text += f", loss {event.loss:.4f}"
+        if event.eta_s is not None:
+            text += f", about {event.eta_s:.0f} s left"
+        self.setStatus(text)
+
+    def onDone(self, job):
+        self.job = None
+        if job.state == "done":
+            self.ui.progressBar.setValue(100)
+            self.setStatus("Done: review the preview segment, then Accept or Reject.")
+        elif job.state == "cancelled":
+            self.setStatus("Cancelled; nothing was changed.")
+        else:
+            self.setStatus(f"Error: {job.error}")
+        model = self.logic.model
+        self.ui.diceLabel.text = (", ".join(f"{v:.3f}" for v in model.validation_dice.values())
+                                  if model is not None and model.validation_dice else "-")
+        self.updateButtons()
+
+    # --- preview, interactive, adapters ------------------------------------------------------------------------
+    def onAccept(self):
+        volume, segmentation, segment_id = self.target()
+        self.guarded(lambda: self.logic.accept(volume, segmentation, segment_id), "Accepted.")
+
+    def onReject(self):
+        _, segmentation, segment_id = self.target()
+        self.guarded(lambda: self.logic.reject(segmentation, segment_id), "Preview removed.")
+
+    def onPromptNodeChanged(self, node=None):
+        self.removeObservers(self.onPromptModified)
+        for prompt in self.prompts():
+            if prompt is not None:
+                self.addObserver(prompt, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPromptModified)
+                self.addObserver(prompt, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self.onPromptModified)
+
+    def onPromptModified(self, caller=None, event=None):
+        if not self.ui.livePreviewCheckBox.checked or self.job is not None:
+            return
+        volume, segmentation, segment_id = self.target()
+        positive, negative, roi = self.prompts()
+
+        def update():
+            self.interactive_index = self.logic.update_slice(volume, segmentation, segment_id, positive, negative,
+                                                             roi, device=self.ui.deviceComboBox.currentText)
+        self.guarded(update, "Slice updated; Propagate extends it.")
+
+    def onSaveAdapter(self):
+        directory = qt.QFileDialog.getExistingDirectory(None, "Folder for the adapter (created inside)")
+        if directory:
+            name = qt.QInputDialog.getText(None, "Adapter name", "Name:", qt.QLineEdit.Normal, "medadapt-adapter")
+            if name:
+                path = os.path.join(directory, name)
+                self.guarded(lambda: self.logic.save_adapter(path), f"Saved adapter to {path}.")
+
+    def onLoadAdapter(self):
+        directory = qt.QFileDialog.getExistingDirectory(None, "Adapter folder")
+        if directory:
+            self.guarded(lambda: self.logic.load_adapter(directory, self.ui.deviceComboBox.currentText),
+                         f"Loaded adapter {directory}.")
+
+    def onInstallDependencies(self):
+        from MedAdaptSlicerLib import dependencies
+        with slicer.util.tryWithErrorDisplay("MedAdapt could not install its dependencies.", waitCursor=True):
+            if not dependencies.torch_available():
+                raise RuntimeError("PyTorch is missing: install the PyTorch extension from the Extensions Manager")
+            installed = dependencies.install()
+            self.setStatus(f"Installed: {', '.join(installed)}" if installed else "All dependencies present.")
+
+    def guarded(self, action, success):
+        """Run a quick main-thread action and report its outcome in the status label."""
+        try:
+            action()
+        except Exception as exc:
+            self.setStatus(f"Error: {exc}")
+            return
+        self.setStatus(success)
+        self.updateButtons()
+
+    def setStatus(self, text):
+        self.ui.statusLabel.text = text
+
+    def updateButtons(self, *unused):
+        running = self.job is not None
+        volume, segmentation, segment_id = self.target()
+        preview = False
+        if segmentation is not None and segment_id:
+            from MedAdaptSlicerLib.results import preview_segment_id
+            preview = preview_segment_id(segmentation, segment_id) is not None
+        ready = volume is not None and segmentation is not None and bool(segment_id)
+        self.ui.adaptButton.enabled = ready and not running
+        self.ui.cancelButton.enabled = running
+        self.ui.acceptButton.enabled = preview and not running
+        self.ui.rejectButton.enabled = preview and not running
+        self.ui.propagateButton.enabled = preview and not running and self.interactive_index is not None
+        self.ui.saveAdapterButton.enabled = (not running and self.logic.model is not None
+                                             and self.logic.model.config.method == "lora")
+        self.ui.applyAdapterButton.enabled = ready and not running and self.logic.model is not None
+
+
+class MedAdaptSlicerLogic(ScriptedLoadableModuleLogic):
+    """Slicer logic object delegating to :class:`MedAdaptSlicerLib.logic.MedAdaptLogic` (imported lazily)."""
+
+    def __init__(self, runner=None):
+        ScriptedLoadableModuleLogic.__init__(self)
+        from MedAdaptSlicerLib.logic import MedAdaptLogic
+        self._impl = MedAdaptLogic(runner)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_impl"], name)
+
+
+class MedAdaptSlicerTest(ScriptedLoadableModuleTest):
+    """Golden workflow in a running Slicer: paint two liver slices of a sample CT, adapt, check, accept."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear(0)
+
+    def runTest(self):
+        self.setUp()
+        self.test_golden_workflow()
+
+    def test_golden_workflow(self):
+        import numpy as np
+        import SampleData
+        from MedAdaptSlicerLib.conversion import segment_array, write_segment_array
+        from MedAdaptSlicerLib.jobs import SynchronousRunner
+        from MedAdaptSlicerLib.parameters import Parameters
+        from MedAdaptSlicerLib.results import preview_name
+
+        self.delayDisplay("Loading sample CT")
+        volume = SampleData.downloadSample("CTACardio")
+        array = slicer.util.arrayFromVolume(volume)
+        reference = (array > 150) & (array < 400)  # contrast-filled vessels and heart chambers
+        slices = [s for s in range(array.shape[0]) if reference[s].sum() > 500]
+        painted = np.zeros(array.shape, np.uint8)
+        first, last = slices[len(slices) // 3], slices[2 * len(slices) // 3]
+        painted[[first, last]] = reference[[first, last]]
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        segment_id = segmentation.GetSegmentation().AddEmptySegment("contrast", "contrast")
+        write_segment_array(segmentation, segment_id, volume, painted)
+
+        self.delayDisplay("Adapting (zero-shot)")
+        logic = MedAdaptSlicerLogic(SynchronousRunner())
+        job = logic.start_adapt(volume, segmentation, segment_id, Parameters(method="zero-shot"))
+        self.assertEqual(job.state, "done", str(job.error))
+        preview_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName(preview_name("contrast"))
+        self.assertTrue(segment_array(segmentation, preview_id, volume)[first:last + 1].any())
+        logic.accept(volume, segmentation, segment_id)
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        self.delayDisplay("Test passed")
