@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from slicer_fixtures import (add_roi, add_segmentation, crop_slices, dice, load_ct, needs_ct,  # noqa: F401
+from slicer_fixtures import (add_segmentation, crop_slices, dice, load_ct, needs_ct,  # noqa: F401
                              reference_labels, scene, segment_arrays)
 from MedAdaptSlicerLib.adapter_files import AdaptedModel, save_model
 from MedAdaptSlicerLib.jobs import SynchronousRunner

@@ -31,7 +31,6 @@ def test_volume_round_trip_keeps_oblique_anisotropic_geometry(scene):
     np.testing.assert_allclose(back.geometry.direction, original.geometry.direction, atol=1e-9)
     np.testing.assert_array_equal(back.array, original.array)
     # RAS in Slicer is LPS with x and y negated.
-    ras = [0.0] * 3
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     ras = matrix.MultiplyPoint((2, 3, 1, 1))[:3]

@@ -3,6 +3,7 @@ synthetic volumes with an oblique direction matrix (fast, no model)."""
 
 import numpy as np
 import pytest
+import vtk
 
 from slicer_fixtures import add_segmentation, scene, segment_arrays  # noqa: F401
 from MedAdaptSlicerLib import results
@@ -68,7 +69,7 @@ def test_seg_nrrd_round_trip_keeps_names_and_oblique_geometry(scene, tmp_path):
     assert names == ["organ", "other", results.preview_name("organ")]
     image = slicer.vtkOrientedImageData()
     slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(reloaded, "organ", image)
-    matrix = __import__("vtk").vtkMatrix4x4()
+    matrix = vtk.vtkMatrix4x4()
     image.GetImageToWorldMatrix(matrix)
     g = geometry_from_node(volume)
     expected = np.diag([-1.0, -1.0, 1.0]) @ g.direction_matrix @ np.diag(g.spacing)
