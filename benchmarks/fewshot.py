@@ -55,7 +55,7 @@ def run_one(case: str, k: int, methods: list[str]) -> dict:
     from medadapt.config import AdaptConfig
     from medadapt.exemplars import find_exemplars
     from medadapt.metrics import evaluate
-    from medadapt.pipeline import adapt
+    from medadapt.pipeline import EmbeddingCache, adapt
     from medadapt.volume import read_volume
 
     image_path, label_path, label = cases()[case]
@@ -66,12 +66,13 @@ def run_one(case: str, k: int, methods: list[str]) -> dict:
     exemplars = find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
     spacing_zyx = tuple(reversed(image.geometry.spacing))
     row = {"case": case, "k": k, "slices": slices}
+    cache = EmbeddingCache()  # zero-shot reuses the frozen-encoder embeddings of the lora run
     for method in methods:
         if method == "fill" and k < 2:
             row[method] = {"dice": None, "note": "needs two slices"}
             continue
         started = time.monotonic()
-        result = adapt(image, exemplars, AdaptConfig(method=method))
+        result = adapt(image, exemplars, AdaptConfig(method=method), cache=cache)
         score = evaluate(result.segmentation.array, target, [1], 0, slices, spacing_zyx)[1]
         row[method] = {**score, "seconds": round(time.monotonic() - started, 1)}
     row["peak_ram_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)

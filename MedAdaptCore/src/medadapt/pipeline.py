@@ -142,12 +142,25 @@ def validation_dice(model: SliceModel, exemplars: Exemplars, config: AdaptConfig
     return scores
 
 
+class EmbeddingCache:
+    """Frozen-encoder image embeddings of one image, kept across runs (new prompts, another method)."""
+
+    def __init__(self):
+        self._by_setting: dict[tuple, dict[int, torch.Tensor]] = {}
+
+    def slices(self, backend: PromptableBackend, axis: int, window: tuple[float, float]) -> dict[int, torch.Tensor]:
+        """The cache of slice embeddings for this base model, slice axis and intensity window."""
+        return self._by_setting.setdefault((backend.name, backend.checkpoint_sha256, axis, tuple(window)), {})
+
+
 def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None,
           points: list[PointPrompt] | None = None, progress: ProgressCallback | None = None,
-          cancel: CancelFlag | None = None, backend: PromptableBackend | None = None) -> AdaptResult:
+          cancel: CancelFlag | None = None, backend: PromptableBackend | None = None,
+          cache: EmbeddingCache | None = None) -> AdaptResult:
     """Segment ``image`` from painted ``exemplars`` with ``config.method`` (lora, zero-shot or fill).
 
-    ``backend`` reuses an already loaded base model (it is adapted in place for ``lora``).
+    ``backend`` reuses an already loaded base model (it is adapted in place for ``lora``); ``cache`` reuses
+    image embeddings of earlier runs on the same image when the encoder stays frozen.
     """
     config = config or AdaptConfig()
     if config.method not in METHODS:
@@ -163,11 +176,12 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     device = resolve_device(config.device)
     backend = backend or load_backend(config.backend, device)
     spacing = in_plane_spacing(image.geometry.spacing, exemplars.axis)
-    model = SliceModel(backend, slice_stack(image, exemplars.axis, window), spacing, progress, cancel)
+    encoder_frozen = config.method != "lora" or "encoder" not in config.adapter.parts
+    embeddings = cache.slices(backend, exemplars.axis, window) if cache is not None and encoder_frozen else None
+    model = SliceModel(backend, slice_stack(image, exemplars.axis, window), spacing, progress, cancel, embeddings)
     losses = []
     if config.method == "lora":
         add_lora(backend, config.adapter)
-        encoder_frozen = "encoder" not in config.adapter.parts
         frames, masks, embeddings = training_set(model, exemplars, config, rng, progress, cancel, encoder_frozen)
         losses = train(backend, frames, masks, config.train, rng, embeddings, progress, cancel)
         if not encoder_frozen:

@@ -18,12 +18,13 @@ class SliceModel:
     """
 
     def __init__(self, backend: PromptableBackend, stack: np.ndarray, spacing_rc: tuple[float, float],
-                 progress: ProgressCallback | None = None, cancel: CancelFlag | None = None):
+                 progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
+                 embeddings: dict[int, torch.Tensor] | None = None):
         self.backend = backend
         self.stack = stack
         self.progress, self.cancel = progress, cancel
         self.frame = SliceFrame(stack.shape[1:], spacing_rc, backend.image_size)
-        self._embeddings: dict[int, torch.Tensor] = {}
+        self._embeddings = {} if embeddings is None else embeddings
 
     def __len__(self) -> int:
         return self.stack.shape[0]

