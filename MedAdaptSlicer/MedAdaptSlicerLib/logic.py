@@ -19,14 +19,11 @@ from medadapt.volume import Volume
 
 from . import results
 from .adapter_files import AdaptedModel, load_model, save_model
-from .core_compat import ensure_point_prompts_work
 from .conversion import box_from_roi, exemplar_labelmap, prompts_from_markups, segment_array, volume_from_node
 from .interactive import SliceSession
 from .jobs import Job, ThreadRunner
 from .parameters import Parameters
 from .regions import crop, paste
-
-ensure_point_prompts_work()
 
 
 @dataclass

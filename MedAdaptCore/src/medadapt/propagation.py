@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .progress import check_cancel
 from .slice_model import SliceModel
 
 
@@ -61,6 +62,7 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
     seed_area = max(1, np.count_nonzero(seed))
     must_reach = prompts.furthest_positive(direction)
     for index in range(start + direction, end + direction, direction):
+        check_cancel(model.cancel)
         if index in negatives:
             break
         box = model.frame.box_from_mask(previous, rule.box_margin if rule else 3.0)

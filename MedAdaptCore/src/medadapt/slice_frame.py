@@ -50,7 +50,7 @@ class SliceFrame:
         """(n, 2) (row, col) slice pixel coordinates -> (n, 2) (x, y) frame coordinates."""
         points_rc = np.asarray(points_rc, float).reshape(-1, 2)
         scale = np.asarray(self.resized, float) / np.asarray(self.shape, float)
-        return ((points_rc + 0.5) * scale)[:, ::-1]
+        return np.ascontiguousarray(((points_rc + 0.5) * scale)[:, ::-1])
 
     def box_from_mask(self, mask: np.ndarray, margin: float = 0.0) -> np.ndarray | None:
         """Bounding box (x0, y0, x1, y1) in frame coordinates of a 2D slice mask, grown by ``margin`` frame

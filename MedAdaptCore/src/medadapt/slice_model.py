@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from .backends.base import PromptableBackend
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
@@ -16,6 +17,9 @@ class SliceModel:
     Image embeddings are computed once per slice and cached, so re-prompting a slice only runs the decoder.
     Each new encoding first checks ``cancel`` and then reports progress.
     """
+
+    CLICK_BOX_MARGIN = 24.0
+    """Half-size (frame pixels) of the box put around a single click for a box-only backend."""
 
     def __init__(self, backend: PromptableBackend, stack: np.ndarray, spacing_rc: tuple[float, float],
                  progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
@@ -49,8 +53,11 @@ class SliceModel:
         """Foreground probability on slice ``index``'s grid and the model's IoU estimate.
 
         ``box`` is in frame coordinates (see :meth:`SliceFrame.box_from_mask`); ``points_rc`` are (row, col)
-        slice pixels with labels 1 (positive) / 0 (negative).
+        slice pixels with labels 1 (positive) / 0 (negative). For a box-only backend the positive points widen
+        the box and a negative point removes the connected region it lies in.
         """
+        if not self.backend.accepts_points and points_rc is not None and len(points_rc):
+            return self._predict_with_clicks_as_box(index, box, np.asarray(points_rc), np.asarray(point_labels))
         boxes = None if box is None else torch.as_tensor(box, dtype=torch.float32)[None]
         points = labels = None
         if points_rc is not None and len(points_rc):
@@ -61,3 +68,22 @@ class SliceModel:
         logits, iou = self.backend.decode(self.embedding(index), boxes, points, labels)
         probability = torch.sigmoid(self.frame.logits_to_slice(logits.float().cpu()))[0].numpy()
         return probability, float(iou[0])
+
+    def _predict_with_clicks_as_box(self, index: int, box: np.ndarray | None, points_rc: np.ndarray,
+                                    point_labels: np.ndarray) -> tuple[np.ndarray, float]:
+        positive = points_rc[point_labels == 1]
+        if len(positive):
+            clicked = np.zeros(self.frame.shape, bool)
+            clicked[positive[:, 0], positive[:, 1]] = True
+            margin = self.CLICK_BOX_MARGIN if len(positive) == 1 else 4.0
+            around = self.frame.box_from_mask(clicked, margin)
+            box = around if box is None else np.concatenate([np.minimum(box[:2], around[:2]),
+                                                             np.maximum(box[2:], around[2:])])
+        if box is None:
+            raise ValueError("a slice prediction needs a box or at least one positive point")
+        probability, iou = self.predict(index, box)
+        for row, col in points_rc[point_labels == 0]:
+            regions, _ = ndimage.label(probability > 0.5)
+            if regions[row, col]:
+                probability[regions == regions[row, col]] = 0.0
+        return probability, iou

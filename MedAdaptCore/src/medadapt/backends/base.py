@@ -22,6 +22,8 @@ class PromptableBackend(nn.Module):
                        "mask_decoder.iou_prediction_head", "mask_decoder.mask_tokens", "mask_decoder.iou_token")
     """Parameter-name prefixes trained in full when the decoder adapts."""
 
+    accepts_points = True
+    """False for models trained with box prompts only: clicks then shape the box instead."""
     batched_decoder = False
     """True when the mask decoder accepts a batch of images with one prompt set each."""
 

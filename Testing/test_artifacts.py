@@ -1,0 +1,66 @@
+"""Saved adapters: safetensors + manifest, reloaded to the same predictions; damaged folders refused."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import liver_crop
+
+from medadapt.artifacts import MANIFEST, WEIGHTS, load_adapter, save_adapter
+from medadapt.config import AdaptConfig
+from medadapt.errors import InputError
+from medadapt.exemplars import find_exemplars
+from medadapt.pipeline import adapt, predict
+
+
+@pytest.fixture(scope="module")
+def saved(sample, tmp_path_factory):
+    image, liver = liver_crop(sample, slice(10, 18))
+    exemplars = find_exemplars(image, liver, axis=0, slices=[2, 5])
+    config = AdaptConfig(method="lora", device="cpu")
+    config.train.iterations, config.synthesis.per_exemplar = 3, 1
+    result = adapt(image, exemplars, config)
+    folder = tmp_path_factory.mktemp("adapters") / "liver"
+    save_adapter(folder, result.backend, config, {"exemplars": {"axis": 0, "slices": exemplars.slices},
+                                                  "window": list(result.window),
+                                                  "validation_dice": result.validation_dice})
+    return folder, image, exemplars, result
+
+
+def test_reloaded_adapter_predicts_exactly_as_the_trained_one(saved):
+    folder, image, exemplars, result = saved
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["base_model"]["name"] == "litemedsam" and len(manifest["base_model"]["sha256"]) == 64
+    assert manifest["config"]["train"]["iterations"] == 3 and manifest["exemplars"]["slices"] == [2, 5]
+    assert (folder / WEIGHTS).stat().st_size < 5e6
+    backend, manifest, config = load_adapter(folder)
+    again = predict(image, backend, config, tuple(manifest["window"]), 0, exemplars)
+    np.testing.assert_array_equal(again.array, result.segmentation.array)
+
+
+def test_saving_over_an_existing_adapter_replaces_it_whole(saved, tmp_path):
+    folder, _, _, result = saved
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    save_adapter(target, result.backend, AdaptConfig(), {})
+    assert sorted(p.name for p in target.iterdir()) == [WEIGHTS, MANIFEST]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_damaged_adapter_folders_are_refused(saved, tmp_path):
+    folder, _, _, _ = saved
+    with pytest.raises(InputError, match="no manifest.json"):
+        load_adapter(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / MANIFEST).write_text((folder / MANIFEST).read_text())
+    (broken / WEIGHTS).write_bytes((folder / WEIGHTS).read_bytes()[:-100])
+    with pytest.raises(InputError, match="adapter.safetensors: checksum does not match"):
+        load_adapter(broken)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["config"]["adapter"]["rank"] = 8
+    (broken / WEIGHTS).write_bytes((folder / WEIGHTS).read_bytes())
+    (broken / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="adapter keys do not match"):
+        load_adapter(broken)
