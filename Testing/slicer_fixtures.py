@@ -15,13 +15,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data"
-CT = DATA / "ct_abdomen_ts"
+SAMPLE = REPO / "Resources" / "Sample"
+# The development scan when ../shared/data is present, else the bundled sample (the same TotalSegmentator CT).
+if (DATA / "ct_abdomen_ts" / "image.nii.gz").is_file():
+    CT_IMAGE, CT_LABELS = DATA / "ct_abdomen_ts" / "image.nii.gz", DATA / "ct_abdomen_ts" / "labels.nii.gz"
+else:
+    CT_IMAGE, CT_LABELS = SAMPLE / "ct_abdomen_image.nii.gz", SAMPLE / "ct_abdomen_liver_spleen.nii.gz"
 sys.path.insert(0, str(REPO / "MedAdaptSlicer"))
 
 import slicer  # noqa: E402
 
-needs_ct = pytest.mark.skipif(not (CT / "image.nii.gz").is_file(),
-                              reason=f"real scan {CT}/image.nii.gz absent (shared data not mounted)")
+needs_ct = pytest.mark.skipif(not CT_IMAGE.is_file(), reason=f"real scan {CT_IMAGE} absent")
 
 
 def make_scene():
@@ -53,13 +57,13 @@ def scene():
 
 def load_ct(logics, name: str = "ct"):
     """Load the real abdominal CT through the Volumes logic (storage node path, as File > Add Data does)."""
-    return logics["volumes"].AddArchetypeVolume(str(CT / "image.nii.gz"), name)
+    return logics["volumes"].AddArchetypeVolume(str(CT_IMAGE), name)
 
 
 def reference_labels():
     """TotalSegmentator labels of the CT as a (z, y, x) array."""
     from medadapt.volume import read_volume
-    return read_volume(CT / "labels.nii.gz", label=True).array
+    return read_volume(CT_LABELS, label=True).array
 
 
 def crop_slices(volume_node, start: int, stop: int) -> None:

@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from slicer_fixtures import CT, REPO, needs_ct, reference_labels, scene  # noqa: F401
+from slicer_fixtures import CT_IMAGE, REPO, needs_ct, reference_labels, scene  # noqa: F401
 from medadapt.volume import read_volume, write_volume
 
 sys.path.insert(0, str(REPO / "MedAdaptSlicer"))
@@ -18,10 +18,10 @@ def test_batch_writes_a_label_map_on_the_image_grid(scene, tmp_path, capsys):
     for z in (12, 20):
         painted[z][labels[z] == 5] = 5
         painted[z][labels[z] == 1] = 1
-    image = read_volume(CT / "image.nii.gz")
+    image = read_volume(CT_IMAGE)
     write_volume(image.with_array(painted), tmp_path / "painted.nii.gz")
     out = tmp_path / "out.nii.gz"
-    code = batch.main(["--image", str(CT / "image.nii.gz"), "--exemplars", str(tmp_path / "painted.nii.gz"),
+    code = batch.main(["--image", str(CT_IMAGE), "--exemplars", str(tmp_path / "painted.nii.gz"),
                        "-o", str(out), "--method", "fill", "--quiet"])
     assert code == 0, capsys.readouterr().err
     result = read_volume(out, label=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import vtk
 
-from slicer_fixtures import (CT, add_points, add_segmentation, load_ct, needs_ct, reference_labels,  # noqa: F401
+from slicer_fixtures import (CT_IMAGE, add_points, add_segmentation, load_ct, needs_ct, reference_labels,  # noqa: F401
                              scene)
 from MedAdaptSlicerLib import conversion
 from medadapt.errors import InputError
@@ -43,7 +43,7 @@ def test_loaded_scan_matches_core_reader(scene):
     mrml, logics = scene
     node = load_ct(logics)
     from_node = conversion.volume_from_node(node)
-    from_file = read_volume(CT / "image.nii.gz")
+    from_file = read_volume(CT_IMAGE)
     assert from_node.geometry.matches(from_file.geometry)
     np.testing.assert_array_equal(from_node.array, from_file.array)
 
