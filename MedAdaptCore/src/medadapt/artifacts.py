@@ -85,7 +85,7 @@ def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[Promptable
     if sha256_of(weights) != manifest.get("adapter_sha256"):
         raise InputError(f"{weights}: checksum does not match the manifest (file corrupt or replaced)")
     config = AdaptConfig.from_dict(manifest["config"])
-    backend = load_backend(manifest["base_model"]["name"], device)
+    backend = load_backend(manifest["base_model"]["name"], device, config.checkpoint, config.input_size)
     if manifest["base_model"].get("sha256") != backend.checkpoint_sha256:
         raise InputError(f"{directory}: adapter was trained on base weights {manifest['base_model'].get('sha256')}"
                          f" but the installed {backend.name} has {backend.checkpoint_sha256}")

@@ -50,7 +50,9 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
 
 def adapt_config(args: argparse.Namespace) -> AdaptConfig:
     """AdaptConfig from ``adapt`` options, with the adapter placement chosen per device."""
-    config = AdaptConfig(method=args.method, device=resolve_device(args.device), seed=args.seed)
+    config = AdaptConfig(method=args.method, device=resolve_device(args.device), seed=args.seed,
+                         backend=args.base_model, input_size=args.input_size,
+                         checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None)
     config.adapter.parts = default_adapter_parts(config.device)
     if args.lora_parts:
         config.adapter.parts = tuple(p.strip() for p in args.lora_parts.split(","))

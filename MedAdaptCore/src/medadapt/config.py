@@ -18,6 +18,10 @@ class AdaptConfig:
 
     method: str = "lora"
     backend: str = "litemedsam"
+    checkpoint: str | None = None
+    """Local weights file for ``backend`` instead of its default (bundled or registry download)."""
+    input_size: int | None = None
+    """Reduced model input size (SAM-family backends); ``None`` keeps the model's native size."""
     device: str = "auto"
     seed: int = 0
     adapter: AdapterConfig = field(default_factory=AdapterConfig)

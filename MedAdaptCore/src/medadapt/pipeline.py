@@ -174,7 +174,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
         labels = fill_between_slices(exemplars)
         return AdaptResult(image.with_array(labels), None, window, seconds=time.monotonic() - started)
     device = resolve_device(config.device)
-    backend = backend or load_backend(config.backend, device)
+    backend = backend or load_backend(config.backend, device, config.checkpoint, config.input_size)
     spacing = in_plane_spacing(image.geometry.spacing, exemplars.axis)
     encoder_frozen = config.method != "lora" or "encoder" not in config.adapter.parts
     embeddings = cache.slices(backend, exemplars.axis, window) if cache is not None and encoder_frozen else None

@@ -1,18 +1,32 @@
 """Promptable segmentation backends behind one small interface."""
 
+from functools import partial
+
 from .base import PromptableBackend
 from .litemedsam import load_litemedsam
-
-BACKENDS = {"litemedsam": load_litemedsam}
-"""Backend name -> loader ``(device) -> PromptableBackend``."""
+from .sam import load_sam
 
 
-def load_backend(name: str, device: str = "cpu") -> PromptableBackend:
-    """Build the named backend with its pretrained weights on ``device``."""
+def _litemedsam(device: str, checkpoint=None, input_size=None) -> PromptableBackend:
+    from ..errors import InputError
+    if input_size not in (None, 256):
+        raise InputError(f"--input-size: litemedsam has a fixed 256 input, got {input_size}")
+    return load_litemedsam(device) if checkpoint is None else load_litemedsam(device, checkpoint)
+
+
+BACKENDS = {"litemedsam": _litemedsam,
+            **{name: partial(load_sam, name) for name in ("sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam")}}
+"""Backend name -> loader ``(device, checkpoint=None, input_size=None) -> PromptableBackend``."""
+
+
+def load_backend(name: str, device: str = "cpu", checkpoint=None, input_size: int | None = None
+                 ) -> PromptableBackend:
+    """Build the named backend with its pretrained weights on ``device``; ``checkpoint`` is a local weights
+    file used instead of the default one, ``input_size`` a reduced input size (SAM-family models only)."""
     from ..errors import InputError
     if name not in BACKENDS:
         raise InputError(f"backend: unknown model {name!r}; known: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name](device)
+    return BACKENDS[name](device, checkpoint, input_size)
 
 
 __all__ = ["BACKENDS", "PromptableBackend", "load_backend"]
