@@ -101,17 +101,11 @@ def run(args, scene) -> Path:
 def main(argv: list[str]) -> int:
     """Run the batch job in the current ``slicer.mrmlScene``; returns the exit code."""
     import slicer
-    from medadapt.errors import CancelledError, InputError
-    try:
-        path = run(parse_arguments(argv), slicer.mrmlScene)
-    except InputError as exc:
-        print(f"MedAdapt batch: error: {exc}", file=sys.stderr)
-        return 2
-    except CancelledError:
-        print("MedAdapt batch: cancelled; nothing was written", file=sys.stderr)
-        return 130
-    print(f"MedAdapt batch: wrote {path}")
-    return 0
+    from medadapt.cli import run_with_exit_code
+
+    def job():
+        print(f"MedAdapt batch: wrote {run(parse_arguments(argv), slicer.mrmlScene)}")
+    return run_with_exit_code("MedAdapt batch", job)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import Callable
 
 from .errors import CancelledError, InputError
 
@@ -57,28 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``medadapt`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    from . import commands
+def run_with_exit_code(prog: str, job: Callable[[], object]) -> int:
+    """Run ``job`` and map its outcome to an exit code, printing a one-line message for known failures."""
     try:
-        {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo}[args.command](args)
+        job()
     except InputError as exc:
-        print(f"medadapt: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    except CancelledError:
-        print("medadapt: cancelled; nothing was written", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("medadapt: interrupted; nothing was written", file=sys.stderr)
+    except (CancelledError, KeyboardInterrupt):
+        print(f"{prog}: cancelled; nothing was written", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as exc:
         if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-            print(f"medadapt: error: out of memory ({str(exc).splitlines()[0][:200] if str(exc) else 'host RAM'})"
+            print(f"{prog}: error: out of memory ({str(exc).splitlines()[0][:200] if str(exc) else 'host RAM'})"
                   "; try --device cpu, fewer --synthetic pairs or a smaller crop", file=sys.stderr)
             return 1
         raise
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medadapt`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from . import commands
+    run = {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo}[args.command]
+    return run_with_exit_code("medadapt", lambda: run(args))
 
 
 if __name__ == "__main__":

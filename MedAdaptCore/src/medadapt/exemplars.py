@@ -39,15 +39,6 @@ class Exemplars:
         """Annotated slices where ``label`` is known to be absent."""
         return [s for s in self.slices if s not in self.label_slices[label]]
 
-    def keep_only(self, labelmap_array: np.ndarray) -> np.ndarray:
-        """Copy of ``labelmap_array`` with every non-annotated slice cleared (what a user actually gave)."""
-        kept = np.zeros_like(labelmap_array)
-        index = [slice(None)] * 3
-        for s in self.slices:
-            index[self.axis] = s
-            kept[tuple(index)] = labelmap_array[tuple(index)]
-        return kept
-
 
 def parse_axis(value: str | int | None) -> int | None:
     """``'z'|'y'|'x'`` (image index axes k, j, i) or ``0|1|2`` (array axes) -> array axis."""
@@ -69,6 +60,15 @@ def parse_slices(value: str | list[int] | None) -> list[int] | None:
         return sorted({int(v) for v in str(value).split(",") if v.strip()})
     except ValueError as exc:
         raise InputError(f"--slices: expected comma-separated slice numbers, got {value!r}") from exc
+
+
+def keep_slices(labels: np.ndarray, axis: int, slices: list[int]) -> np.ndarray:
+    """Copy of ``labels`` with every slice along ``axis`` outside ``slices`` cleared."""
+    kept = np.zeros_like(labels)
+    index = [slice(None)] * 3
+    index[axis] = list(slices)
+    kept[tuple(index)] = labels[tuple(index)]
+    return kept
 
 
 def infer_axis(labels: np.ndarray) -> int:
@@ -99,12 +99,7 @@ def find_exemplars(image: Volume, labelmap: Volume, axis: int | None = None, sli
         bad = [s for s in slices if not 0 <= s < n_slices]
         if bad:
             raise InputError(f"--slices: {bad} outside 0..{n_slices - 1} along axis {axis}")
-        kept = np.zeros_like(array)
-        index = [slice(None)] * 3
-        for s in slices:
-            index[axis] = s
-            kept[tuple(index)] = array[tuple(index)]
-        array = kept
+        array = keep_slices(array, axis, slices)
     present = np.any(array != 0, axis=tuple(a for a in range(3) if a != axis))
     annotated = [int(s) for s in np.flatnonzero(present)]
     if not annotated:
