@@ -28,6 +28,8 @@ class AdaptConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     stop: StopRule = field(default_factory=StopRule)
+    fill_weight: float = 0.0
+    """Weight of Fill-between-slices in the probability between painted slices (0: the model alone)."""
     largest_component: bool = False
     fill_holes: bool = False
 

@@ -102,6 +102,8 @@ def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict
         check_cancel(cancel)
         negatives = set(exemplars.negative_slices(label)) if exemplars and label in exemplars.label_slices else set()
         probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives)
+        if config.fill_weight > 0 and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
+            probability = blend_fill(probability, exemplars, label, config.fill_weight)
         mask = probability > 0.5
         if config.fill_holes:
             mask = np.stack([ndimage.binary_fill_holes(m) for m in mask])
@@ -116,6 +118,18 @@ def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict
         painted = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)
         for s in exemplars.slices:
             out[s] = painted[s]
+    return out
+
+
+def blend_fill(probability: np.ndarray, exemplars: Exemplars, label: int, weight: float) -> np.ndarray:
+    """Mix Fill-between-slices (binary) into the model's probability between the outermost painted slices of
+    ``label`` with ``weight``; slice axis first, as in :func:`segment`."""
+    only = exemplars.labelmap.with_array((exemplars.labelmap.array == label).astype(np.int16))
+    filled = np.moveaxis(fill_between_slices(Exemplars(only, exemplars.axis, exemplars.label_slices[label],
+                                                       {1: exemplars.label_slices[label]})), exemplars.axis, 0)
+    low, high = exemplars.label_slices[label][0], exemplars.label_slices[label][-1]
+    out = probability.copy()
+    out[low + 1:high] = (1 - weight) * probability[low + 1:high] + weight * (filled[low + 1:high] > 0)
     return out
 
 
