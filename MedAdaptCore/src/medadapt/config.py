@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 from .adapters import AdapterConfig
+from .fseft import HeadConfig
 from .propagation import StopRule
 from .synthesis import SynthesisConfig
 from .training import TrainConfig
 
-METHODS = ("lora", "zero-shot", "fill")
+METHODS = ("lora", "zero-shot", "fill", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
+HEAD_METHODS = {"linear-probe": ("linear-probe", False), "spatial-adapter": ("spatial-adapter", False),
+                "spatial-adapter-ti": ("spatial-adapter", True)}
+"""FSEFT methods -> (head kind, constrained transductive inference); they segment every slice without prompts."""
 
 
 @dataclass
@@ -28,6 +32,7 @@ class AdaptConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     stop: StopRule = field(default_factory=StopRule)
+    head: HeadConfig = field(default_factory=HeadConfig)
     fill_weight: float = 0.0
     """Weight of Fill-between-slices in the probability between painted slices (0: the model alone)."""
     largest_component: bool = False

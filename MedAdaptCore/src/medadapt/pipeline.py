@@ -13,24 +13,27 @@ from .adapters import add_lora
 from .backends import load_backend
 from .backends.base import PromptableBackend
 from .baselines import fill_between_slices
-from .config import METHODS, AdaptConfig
+from .config import HEAD_METHODS, METHODS, AdaptConfig
 from .devices import resolve_device
 from .errors import InputError
 from .exemplars import Exemplars
+from .features import SliceFeatures
+from .fseft import HeadSet, fit_heads
 from .intensity import intensity_window, is_ct, normalise
 from .points import PointPrompt
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
-from .propagation import SlicePrompts, propagate
+from .propagation import SlicePrompts, propagate, walk
 from .slice_frame import in_plane_spacing
 from .slice_model import SliceModel
-from .synthesis import synthesize
+from .synthesis import SynthesisConfig, synthesize
 from .training import train
 from .volume import Volume
 
 
 @dataclass
 class AdaptResult:
-    """Segmentation on the image grid, the adapted backend (``None`` for ``fill``), and run facts."""
+    """Segmentation on the image grid, the adapted backend (``None`` for ``fill``), the FSEFT heads (the
+    method's own, or the seed head beside ``lora``), and run facts (size priors of transductive methods)."""
 
     segmentation: Volume
     backend: PromptableBackend | None
@@ -38,6 +41,13 @@ class AdaptResult:
     validation_dice: dict[int, float] = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    heads: HeadSet | None = None
+    size_priors: dict[int, float] = field(default_factory=dict)
+
+
+def spacing_rcs(image: Volume, axis: int) -> tuple[float, float, float]:
+    """Spacing (row, col, slice) in mm of slices taken along array ``axis``."""
+    return (*in_plane_spacing(image.geometry.spacing, axis), float(tuple(reversed(image.geometry.spacing))[axis]))
 
 
 def slice_stack(image: Volume, axis: int, window: tuple[float, float]) -> np.ndarray:
@@ -93,17 +103,29 @@ def training_set(model: SliceModel, exemplars: Exemplars, config: AdaptConfig, r
 def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict[int, dict[int, np.ndarray]],
             config: AdaptConfig, prompts: dict[int, SlicePrompts], progress: ProgressCallback | None = None,
             cancel: CancelFlag | None = None) -> np.ndarray:
-    """Label stack (slice axis first) from propagating each label's seed masks; overlaps go to the most
-    confident label; painted slices keep their painted labels."""
+    """Label stack (slice axis first) from propagating each label's seed masks (see :func:`assign_labels`)."""
     labels = sorted(seeds_by_label)
-    best = np.zeros(model.stack.shape, np.float32)
-    out = np.zeros(model.stack.shape, np.int16)
+    probabilities = {}
     for n, label in enumerate(labels):
         check_cancel(cancel)
         negatives = set(exemplars.negative_slices(label)) if exemplars and label in exemplars.label_slices else set()
         probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives)
         if config.fill_weight > 0 and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
             probability = blend_fill(probability, exemplars, label, config.fill_weight)
+        probabilities[label] = probability
+        report(progress, Progress("segment", n + 1, len(labels)))
+    return assign_labels(probabilities, exemplars, config)
+
+
+def assign_labels(probabilities: dict[int, np.ndarray], exemplars: Exemplars | None, config: AdaptConfig
+                  ) -> np.ndarray:
+    """Label stack from foreground probabilities by label (slice axis first), post-processed per
+    ``config``; overlaps go to the most confident label; painted slices keep their painted labels."""
+    shape = next(iter(probabilities.values())).shape
+    best = np.zeros(shape, np.float32)
+    out = np.zeros(shape, np.int16)
+    for label in sorted(probabilities):
+        probability = probabilities[label]
         mask = probability > 0.5
         if config.fill_holes:
             mask = np.stack([ndimage.binary_fill_holes(m) for m in mask])
@@ -113,7 +135,6 @@ def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict
                 mask = components == (np.argmax(np.bincount(components.ravel())[1:]) + 1)
         take = mask & (probability > best)
         out[take], best[take] = label, probability[take]
-        report(progress, Progress("segment", n + 1, len(labels)))
     if exemplars is not None:
         painted = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)
         for s in exemplars.slices:
@@ -139,6 +160,23 @@ def exemplar_seeds(exemplars: Exemplars) -> dict[int, dict[int, np.ndarray]]:
     return {label: {s: painted[s] == label for s in exemplars.label_slices[label]} for label in exemplars.labels}
 
 
+def predict_held_slice(model: SliceModel, seeds: dict[int, np.ndarray], held: int, config: AdaptConfig
+                       ) -> np.ndarray:
+    """Probability on painted slice ``held`` from propagation of the other painted slices only: blended walks
+    from both neighbours when it lies between them, else the outward walk with its stopping rule."""
+    below = [s for s in seeds if s < held]
+    above = [s for s in seeds if s > held]
+    probability = np.zeros(model.stack.shape[1:], np.float32)
+    if below and above:
+        low, high = max(below), min(above)
+        up = walk(model, low, seeds[low], +1, held, None, SlicePrompts(), set())
+        down = walk(model, high, seeds[high], -1, held, None, SlicePrompts(), set())
+        weight = (high - held) / (high - low)
+        return weight * up.get(held, probability) + (1 - weight) * down.get(held, probability)
+    start, direction = (max(below), +1) if below else (min(above), -1)
+    return walk(model, start, seeds[start], direction, held, config.stop, SlicePrompts(), set()).get(held, probability)
+
+
 def validation_dice(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> dict[int, float]:
     """Leave-one-exemplar-out check per label (>= 2 painted slices): each painted slice is predicted by
     propagation from the others and compared with the painting (mean Dice)."""
@@ -147,10 +185,9 @@ def validation_dice(model: SliceModel, exemplars: Exemplars, config: AdaptConfig
         if len(seeds) < 2:
             continue
         dices = []
-        for held in seeds:
+        for held, truth in seeds.items():
             others = {s: m for s, m in seeds.items() if s != held}
-            predicted = propagate(model, others, config.stop)[held] > 0.5
-            truth = seeds[held]
+            predicted = predict_held_slice(model, others, held, config) > 0.5
             dices.append(2 * np.count_nonzero(predicted & truth) / max(1, predicted.sum() + truth.sum()))
         scores[label] = float(np.mean(dices))
     return scores
@@ -172,7 +209,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
           points: list[PointPrompt] | None = None, progress: ProgressCallback | None = None,
           cancel: CancelFlag | None = None, backend: PromptableBackend | None = None,
           cache: EmbeddingCache | None = None) -> AdaptResult:
-    """Segment ``image`` from painted ``exemplars`` with ``config.method`` (lora, zero-shot or fill).
+    """Segment ``image`` from painted ``exemplars`` with ``config.method`` (see :data:`METHODS`).
 
     ``backend`` reuses an already loaded base model (it is adapted in place for ``lora``); ``cache`` reuses
     image embeddings of earlier runs on the same image when the encoder stays frozen.
@@ -194,18 +231,38 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     encoder_frozen = config.method != "lora" or "encoder" not in config.adapter.parts
     embeddings = cache.slices(backend, exemplars.axis, window) if cache is not None and encoder_frozen else None
     model = SliceModel(backend, slice_stack(image, exemplars.axis, window), spacing, progress, cancel, embeddings)
-    losses = []
+    if config.method in HEAD_METHODS:
+        return _adapt_heads(image, exemplars, config, model, window, rng, started, progress, cancel)
+    losses, heads = [], None
     if config.method == "lora":
         add_lora(backend, config.adapter)
         frames, masks, embeddings = training_set(model, exemplars, config, rng, progress, cancel, encoder_frozen)
         losses = train(backend, frames, masks, config.train, rng, embeddings, progress, cancel)
         if not encoder_frozen:
             model.forget_embeddings()
+        if config.head.seed_head:
+            heads, _, _ = fit_heads(SliceFeatures(model, config.head.features), exemplars, config.head.seed_head,
+                                    config.head, SynthesisConfig(per_exemplar=0), rng, progress=progress,
+                                    cancel=cancel)
     prompts = prompts_by_label(points or [], exemplars.axis)
     labels = segment(model, exemplars, exemplar_seeds(exemplars), config, prompts, progress, cancel)
     scores = validation_dice(model, exemplars, config)
     segmentation = image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, exemplars.axis)))
-    return AdaptResult(segmentation, backend, window, scores, losses, time.monotonic() - started)
+    return AdaptResult(segmentation, backend, window, scores, losses, time.monotonic() - started, heads)
+
+
+def _adapt_heads(image: Volume, exemplars: Exemplars, config: AdaptConfig, model: SliceModel,
+                 window: tuple[float, float], rng: np.random.Generator, started: float,
+                 progress: ProgressCallback | None, cancel: CancelFlag | None) -> AdaptResult:
+    """FSEFT methods: heads trained on frozen features of the painted slices segment every slice."""
+    kind, transductive = HEAD_METHODS[config.method]
+    features = SliceFeatures(model, config.head.features)
+    heads, losses, priors = fit_heads(features, exemplars, kind, config.head, config.synthesis, rng, transductive,
+                                      spacing_rcs(image, exemplars.axis), progress, cancel)
+    labels = assign_labels(heads.probabilities(features, cancel, progress), exemplars, config)
+    segmentation = image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, exemplars.axis)))
+    return AdaptResult(segmentation, model.backend, window, losses=[v for label in losses for v in losses[label]],
+                       seconds=time.monotonic() - started, heads=heads, size_priors=priors)
 
 
 def window_for(image: Volume, manifest_window: tuple[float, float] | None) -> tuple[float, float]:
@@ -231,18 +288,32 @@ def seeds_from_points(model: SliceModel, prompts: dict[int, SlicePrompts]) -> di
 
 def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, window: tuple[float, float],
             axis: int, exemplars: Exemplars | None = None, points: list[PointPrompt] | None = None,
-            progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> Volume:
-    """Segment ``image`` with an (adapted) ``backend`` from painted slices and/or positive clicks."""
+            progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
+            heads: HeadSet | None = None) -> Volume:
+    """Segment ``image`` with an (adapted) ``backend`` from painted slices and/or positive clicks.
+
+    FSEFT methods segment every slice with their ``heads`` (no prompt needed; painted slices are kept). For
+    the other methods without any prompt, a seed ``heads`` set chooses where propagation starts
+    (:func:`seeds_from_heads`).
+    """
     if exemplars is not None:
         axis = exemplars.axis
     model = SliceModel(backend, slice_stack(image, axis, window), in_plane_spacing(image.geometry.spacing, axis),
                        progress, cancel)
+    if config.method in HEAD_METHODS:
+        if heads is None:
+            raise InputError(f"predict: method {config.method!r} needs its trained heads (heads.safetensors)")
+        labels = assign_labels(heads.probabilities(SliceFeatures(model, heads.source), cancel, progress),
+                               exemplars, config)
+        return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))
     prompts = prompts_by_label(points or [], axis)
     seeds = exemplar_seeds(exemplars) if exemplars is not None else {}
     for label, extra in seeds_from_points(model, prompts).items():
         seeds.setdefault(label, {}).update({s: m for s, m in extra.items() if s not in seeds.get(label, {})})
+    if not seeds and heads is not None:
+        seeds = seeds_from_heads(model, heads, cancel, progress)
     if not seeds:
         raise InputError("predict: no prompt to start from; give --exemplars (painted slices) or --points with "
-                         "at least one positive point on the structure")
+                         "at least one positive point on the structure (or use a model saved with a seed head)")
     labels = segment(model, exemplars, seeds, config, prompts, progress, cancel)
     return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))

@@ -1,0 +1,213 @@
+"""FSEFT black-box adaptation: train small heads (:mod:`medadapt.heads`) on frozen dense slice features
+(:mod:`medadapt.features`) from the painted slices, optionally with constrained transductive inference, and
+segment every slice without prompts.
+
+Training follows FSEFT: Dice loss only, AdamW without weight decay, linear warm-up then cosine decay (MONAI
+``WarmupCosineSchedule``), early stop when the exponentially smoothed training loss stops improving.
+Constrained transductive inference (``transductive=True``) adds, from ``size_start`` of the iterations on,
+``size_weight`` x the hinge of :func:`medadapt.size_prior.size_penalty` between the volume predicted on the
+unlabelled query volume (estimated from ``query_slices`` random slices per step) and the size prior S of
+:func:`medadapt.size_prior.expected_size` estimated from the painted slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+from monai.optimizers import WarmupCosineSchedule
+from torch import nn
+
+from .exemplars import Exemplars
+from .features import SliceFeatures
+from .heads import SegmentationHead
+from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
+from .size_prior import expected_size, size_penalty
+from .synthesis import SynthesisConfig, synthesize
+
+
+@dataclass
+class HeadConfig:
+    """Settings of the FSEFT heads: feature source, optimisation, early stop and the size constraint."""
+
+    features: str = "embedding"
+    adapter_width: int = 32
+    """Hidden channels of the spatial adapter (0: as many as the features)."""
+    iterations: int = 200
+    batch_size: int = 4
+    learning_rate: float = 1e-2
+    warmup: int = 20
+    smoothing: float = 0.9
+    """Weight of the previous value in the exponentially smoothed loss that early stopping watches."""
+    patience: int = 40
+    """Stop when the smoothed loss has not improved by ``min_delta`` for this many iterations."""
+    min_delta: float = 1e-3
+    size_weight: float = 0.1
+    size_tolerance: float = 0.3
+    size_start: float = 0.5
+    """Fraction of ``iterations`` after which the size constraint is added (transductive methods)."""
+    query_slices: int = 8
+    outlier_min_count: int = 5
+    seed_head: str = "spatial-adapter"
+    """Head trained beside a ``lora`` adapter to find where to start a prompt-free prediction ("" for none)."""
+
+
+class HeadSet(nn.Module):
+    """One binary head per structure label, all of one ``kind`` on one feature ``source``."""
+
+    def __init__(self, kind: str, source: str, channels: int, labels: list[int], width: int = 0):
+        super().__init__()
+        self.kind, self.source, self.channels, self.width = kind, source, channels, width
+        self.heads = nn.ModuleDict({str(label): SegmentationHead(kind, channels, width or None)
+                                    for label in labels})
+
+    @property
+    def labels(self) -> list[int]:
+        """Structure labels, ascending."""
+        return sorted(int(label) for label in self.heads)
+
+    def describe(self) -> dict:
+        """What rebuilds this set before its weights are loaded (kept in the manifest)."""
+        return {"kind": self.kind, "features": self.source, "channels": self.channels, "labels": self.labels,
+                "width": self.width}
+
+    @classmethod
+    def from_description(cls, description: dict) -> "HeadSet":
+        """Inverse of :meth:`describe` (random weights)."""
+        return cls(description["kind"], description["features"], description["channels"], description["labels"],
+                   description["width"])
+
+    @torch.no_grad()
+    def probabilities(self, features: SliceFeatures, cancel: CancelFlag | None = None,
+                      progress: ProgressCallback | None = None) -> dict[int, np.ndarray]:
+        """Foreground probability (slices, rows, cols) of every label on every slice of ``features``."""
+        self.eval()
+        frame = features.model.frame
+        out = {label: np.zeros(features.model.stack.shape, np.float32) for label in self.labels}
+        for index in range(len(features)):
+            check_cancel(cancel)
+            x = features(index)
+            for label in self.labels:
+                logits = self.heads[str(label)](x)
+                out[label][index] = torch.sigmoid(frame.logits_to_slice(logits))[0].numpy()
+            report(progress, Progress("segment slices", index + 1, len(features)))
+        return out
+
+
+def _frame_logits(head: SegmentationHead, features: torch.Tensor, size: int) -> torch.Tensor:
+    logits = head(features)
+    return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _predicted_size(head: SegmentationHead, query: SliceFeatures, count: int,
+                    rng: np.random.Generator) -> torch.Tensor:
+    picked = rng.choice(len(query), size=min(count, len(query)), replace=False)
+    total = sum(torch.sigmoid(query.model.frame.logits_to_slice(head(query(int(i))))).sum() for i in picked)
+    return total * len(query) / len(picked)
+
+
+class SmoothedStop:
+    """Early stop on an exponentially smoothed loss: ``update`` returns True once it has not improved by
+    ``min_delta`` for ``patience`` steps; ``reset`` starts over (when the loss itself changes)."""
+
+    def __init__(self, smoothing: float, patience: int, min_delta: float):
+        self.smoothing, self.patience, self.min_delta = smoothing, patience, min_delta
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history."""
+        self.value, self.best, self.stale = None, float("inf"), 0
+
+    def update(self, loss: float) -> bool:
+        """Add one loss; True when training should stop."""
+        self.value = loss if self.value is None else self.smoothing * self.value + (1 - self.smoothing) * loss
+        if self.value < self.best - self.min_delta:
+            self.best, self.stale = self.value, 0
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
+
+
+def train_head(head: SegmentationHead, features: torch.Tensor, masks: torch.Tensor, config: HeadConfig,
+               rng: np.random.Generator, query: SliceFeatures | None = None, prior: float | None = None,
+               progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> list[float]:
+    """Train ``head`` on (n, C, h, w) frozen ``features`` and (n, 1, S, S) frame ``masks``; returns the loss
+    per iteration. With ``query`` and ``prior`` the size constraint joins after ``config.size_start``."""
+    optimiser = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    schedule = WarmupCosineSchedule(optimiser, warmup_steps=config.warmup, t_total=config.iterations)
+    dice = DiceLoss(sigmoid=True, batch=True)
+    stop = SmoothedStop(config.smoothing, config.patience, config.min_delta)
+    constrain_from = int(config.size_start * config.iterations) if query is not None and prior else None
+    losses = []
+    head.train()
+    for iteration in range(config.iterations):
+        check_cancel(cancel)
+        batch = torch.as_tensor(rng.choice(len(masks), size=min(config.batch_size, len(masks)), replace=False))
+        loss = dice(_frame_logits(head, features[batch], masks.shape[-1]), masks[batch])
+        constrained = constrain_from is not None and iteration >= constrain_from
+        if constrained:
+            predicted = _predicted_size(head, query, config.query_slices, rng)
+            loss = loss + config.size_weight * size_penalty(predicted, prior, config.size_tolerance)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+        report(progress, Progress("train head", iteration + 1, config.iterations, losses[-1]))
+        if constrained and iteration == constrain_from:
+            stop.reset()
+        if stop.update(losses[-1]) and (constrain_from is None or constrained):
+            break
+    head.eval()
+    return losses
+
+
+def label_prior(exemplars: Exemplars, label: int, spacing_rcs: tuple[float, float, float],
+                config: HeadConfig) -> float:
+    """Size prior S (voxels) of ``label`` from its painted slices (see :func:`expected_size`)."""
+    slices = exemplars.label_slices[label]
+    areas = [float(np.count_nonzero(exemplars.slice_mask(label, s))) for s in slices]
+    n_slices = exemplars.labelmap.array.shape[exemplars.axis]
+    return expected_size(slices, areas, exemplars.negative_slices(label), n_slices, spacing_rcs,
+                         config.outlier_min_count)
+
+
+def label_examples(features: SliceFeatures, exemplars: Exemplars, label: int, synthesis: SynthesisConfig,
+                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and frame masks of every painted slice (empty masks where ``label`` is absent) plus
+    ``synthesis.per_exemplar`` synthetic pairs of each slice holding it."""
+    model = features.model
+    painted = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)
+    feats = [features(s) for s in exemplars.slices]
+    masks = [painted[s] == label for s in exemplars.slices]
+    if synthesis.per_exemplar > 0:
+        images, synthetic = [], []
+        for s in exemplars.label_slices[label]:
+            for image, mask in synthesize(model.stack[s], painted[s] == label, synthesis, rng):
+                images.append(image); synthetic.append(mask)
+        if images:
+            feats.append(features.of_frames(model.frame.image_to_frame(np.asarray(images))))
+            masks.extend(synthetic)
+    return torch.cat(feats), model.frame.mask_to_frame(np.asarray(masks))
+
+
+def fit_heads(features: SliceFeatures, exemplars: Exemplars, kind: str, config: HeadConfig,
+              synthesis: SynthesisConfig, rng: np.random.Generator, transductive: bool = False,
+              spacing_rcs: tuple[float, float, float] = (1.0, 1.0, 1.0),
+              progress: ProgressCallback | None = None, cancel: CancelFlag | None = None
+              ) -> tuple[HeadSet, dict[int, list[float]], dict[int, float]]:
+    """Heads of ``kind`` for every painted label; returns (heads, losses by label, size priors by label —
+    only for ``transductive``, whose constraint uses all slices of ``features`` as the query volume)."""
+    heads, losses, priors = None, {}, {}
+    for label in exemplars.labels:
+        x, masks = label_examples(features, exemplars, label, synthesis, rng)
+        if heads is None:
+            heads = HeadSet(kind, features.source, x.shape[1], exemplars.labels, config.adapter_width)
+        if transductive:
+            priors[label] = label_prior(exemplars, label, spacing_rcs, config)
+        losses[label] = train_head(heads.heads[str(label)], x, masks, config, rng,
+                                   features if transductive else None, priors.get(label), progress, cancel)
+    return heads, losses, priors
