@@ -1,4 +1,5 @@
-"""Adapter artifacts: trained LoRA / decoder weights (safetensors) plus a JSON manifest, saved atomically."""
+"""Adapter artifacts: trained LoRA / decoder weights and FSEFT heads (safetensors) plus a JSON manifest, saved
+atomically."""
 
 from __future__ import annotations
 
@@ -17,14 +18,18 @@ from .backends.base import PromptableBackend
 from .backends.checkpoints import sha256_of
 from .config import AdaptConfig
 from .errors import InputError
+from .fseft import HeadSet
 
 WEIGHTS = "adapter.safetensors"
+HEADS = "heads.safetensors"
 MANIFEST = "manifest.json"
 FORMAT = 1
 
 
-def save_adapter(directory: str | Path, backend: PromptableBackend, config: AdaptConfig, facts: dict) -> Path:
-    """Write the adapter weights and manifest into ``directory`` (replaced as a whole, never half-written).
+def save_adapter(directory: str | Path, backend: PromptableBackend, config: AdaptConfig, facts: dict,
+                 heads: HeadSet | None = None) -> Path:
+    """Write the adapter weights, the FSEFT ``heads`` (if any) and the manifest into ``directory`` (replaced
+    as a whole, never half-written).
 
     ``facts`` holds run facts for the manifest: exemplar axis / slices / labels, intensity window, validation
     Dice, ...
@@ -38,6 +43,10 @@ def save_adapter(directory: str | Path, backend: PromptableBackend, config: Adap
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
     try:
         save_file(adapter_state(backend), str(staging / WEIGHTS))
+        if heads is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()},
+                      str(staging / HEADS))
+            facts = {**facts, "heads": {**heads.describe(), "sha256": sha256_of(staging / HEADS)}}
         manifest = {
             "format": FORMAT,
             "medadapt_version": __version__,
@@ -89,7 +98,8 @@ def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[Promptable
     if manifest["base_model"].get("sha256") != backend.checkpoint_sha256:
         raise InputError(f"{directory}: adapter was trained on base weights {manifest['base_model'].get('sha256')}"
                          f" but the installed {backend.name} has {backend.checkpoint_sha256}")
-    add_lora(backend, config.adapter)
+    if config.method == "lora":
+        add_lora(backend, config.adapter)
     try:
         state = load_file(str(weights))
     except Exception as exc:
@@ -101,3 +111,21 @@ def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[Promptable
                          f"{len(extra)} unexpected, e.g. {(missing or extra or ['shape mismatch'])[0]})")
     backend.load_state_dict(state, strict=False)
     return backend.to(device).eval(), manifest, config
+
+
+def load_heads(directory: str | Path, manifest: dict) -> HeadSet | None:
+    """The FSEFT heads saved beside an adapter (``None`` when it has none), checksum and keys verified."""
+    if "heads" not in manifest:
+        return None
+    path = Path(directory) / HEADS
+    if not path.is_file():
+        raise InputError(f"--model {directory}: {HEADS} is missing")
+    if sha256_of(path) != manifest["heads"].get("sha256"):
+        raise InputError(f"{path}: checksum does not match the manifest (file corrupt or replaced)")
+    heads = HeadSet.from_description(manifest["heads"])
+    state = load_file(str(path))
+    expected = heads.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+        raise InputError(f"{path}: head weights do not match the manifest's heads {manifest['heads']['kind']!r}")
+    heads.load_state_dict(state)
+    return heads.eval()

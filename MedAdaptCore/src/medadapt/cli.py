@@ -13,9 +13,15 @@ from typing import Callable
 from .errors import CancelledError, InputError
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", help="3D image: NIfTI, NRRD, MHA or a DICOM series folder")
-    parser.add_argument("-o", "--output", required=True, help="output label map (same grid as the image)")
+def _add_common(parser: argparse.ArgumentParser, batch: bool = False) -> None:
+    if batch:
+        parser.add_argument("image", nargs="?", help="3D image: NIfTI, NRRD, MHA or a DICOM series folder "
+                            "(or --batch)")
+        parser.add_argument("-o", "--output", required=True, help="output label map (same grid as the image); "
+                            "with --batch the output folder")
+    else:
+        parser.add_argument("image", help="3D image: NIfTI, NRRD, MHA or a DICOM series folder")
+        parser.add_argument("-o", "--output", required=True, help="output label map (same grid as the image)")
     parser.add_argument("--points", help="JSON file of positive/negative point prompts (see README)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -29,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     adapt = commands.add_parser("adapt", help="adapt to painted exemplar slices and segment the volume")
     _add_common(adapt)
     adapt.add_argument("--exemplars", required=True, help="label map on the image grid with a few painted slices")
-    adapt.add_argument("--method", default="lora", help="lora (default), zero-shot or fill")
+    adapt.add_argument("--method", default="lora", help="lora (default), zero-shot, fill, or the prompt-free "
+                       "FSEFT heads linear-probe, spatial-adapter, spatial-adapter-ti (see FSEFT.md)")
     adapt.add_argument("--slices", help="use only these slices of --exemplars, e.g. 3,10,17")
     adapt.add_argument("--axis", help="slice axis x, y or z (default: the axis the painting lies on)")
     adapt.add_argument("--labels", help="adapt only these label values, e.g. 1,3 (default: all painted)")
@@ -40,14 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--save-model", help="folder to write the adapter weights and manifest to")
     adapt.add_argument("--reference", help="reference label map: print Dice and HD95 on the slices not given")
     adapt.add_argument("--seed", type=int, default=0)
-    adapt.add_argument("--iterations", type=int, help="training iterations (default 100)")
+    adapt.add_argument("--iterations", type=int, help="training iterations (default 100; FSEFT heads 200)")
     adapt.add_argument("--rank", type=int, help="LoRA rank (default 4)")
     adapt.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6)")
     adapt.add_argument("--lora-parts", help="encoder, decoder or encoder,decoder (default: decoder on CPU, "
                        "encoder,decoder on a GPU)")
     predict = commands.add_parser("predict", help="apply a saved adapter to another volume")
-    _add_common(predict)
+    _add_common(predict, batch=True)
     predict.add_argument("--model", required=True, help="adapter folder written by --save-model")
+    predict.add_argument("--batch", help="folder of NIfTI/NRRD/MHA images or CSV file with an 'image' column: "
+                         "one output each in the -o folder, plus summary.csv")
     predict.add_argument("--exemplars", help="optional painted slices on this volume to start from")
     demo = commands.add_parser("demo", help="run the main job on the bundled sample CT")
     demo.add_argument("--out", default="medadapt-demo", help="output folder (default ./medadapt-demo)")

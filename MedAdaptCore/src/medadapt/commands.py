@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .config import AdaptConfig
+from .config import HEAD_METHODS, AdaptConfig
 from .devices import default_adapter_parts, resolve_device
 from .errors import InputError
 from .exemplars import find_exemplars, parse_axis, parse_slices
@@ -58,7 +58,8 @@ def adapt_config(args: argparse.Namespace) -> AdaptConfig:
         config.adapter.parts = tuple(p.strip() for p in args.lora_parts.split(","))
         if not set(config.adapter.parts) <= {"encoder", "decoder"}:
             raise InputError(f"--lora-parts: expected encoder and/or decoder, got {args.lora_parts!r}")
-    for option, value, target, field in (("--iterations", args.iterations, config.train, "iterations"),
+    trained = config.head if config.method in HEAD_METHODS else config.train
+    for option, value, target, field in (("--iterations", args.iterations, trained, "iterations"),
                                           ("--rank", args.rank, config.adapter, "rank"),
                                           ("--synthetic", args.synthetic, config.synthesis, "per_exemplar")):
         if value is not None:
@@ -98,11 +99,13 @@ def run_adapt(args: argparse.Namespace) -> None:
           f"painted slices {exemplars.slices}; {result.seconds:.0f} s)")
     for label, dice in result.validation_dice.items():
         print(f"label {label}: leave-one-exemplar-out Dice {dice:.3f}")
+    for label, size in result.size_priors.items():
+        print(f"label {label}: size prior {size:.0f} voxels from the painted slices")
     if args.save_model and result.backend is not None:
         facts = {"exemplars": {"axis": exemplars.axis, "slices": exemplars.slices, "labels": exemplars.labels},
                  "window": list(result.window), "validation_dice": result.validation_dice,
-                 "final_loss": result.losses[-1] if result.losses else None}
-        print(f"saved adapter to {save_adapter(args.save_model, result.backend, config, facts)}")
+                 "final_loss": result.losses[-1] if result.losses else None, "size_priors": result.size_priors}
+        print(f"saved adapter to {save_adapter(args.save_model, result.backend, config, facts, result.heads)}")
     elif args.save_model:
         raise InputError(f"--save-model: method {config.method!r} trains no model to save")
     if reference is not None:
@@ -112,26 +115,50 @@ def run_adapt(args: argparse.Namespace) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> None:
-    """``medadapt predict``: a saved adapter applied to another volume from painted slices and/or clicks."""
-    from .artifacts import load_adapter
-    from .pipeline import predict, window_for
-    output = check_writable(args.output)
+    """``medadapt predict``: a saved adapter applied to another volume (or, with ``--batch``, to many) from
+    painted slices and/or clicks, or without any prompt for models with heads."""
+    from .artifacts import load_adapter, load_heads
+    if bool(args.batch) == bool(args.image):
+        raise InputError("predict: give either one IMAGE or --batch DIR_OR_CSV")
+    if args.batch and (args.exemplars or args.points):
+        raise InputError("--batch: --exemplars and --points are per image; a batch runs without prompts")
     device = resolve_device(args.device)
-    image = read_volume(args.image)
     backend, manifest, config = load_adapter(args.model, device)
+    heads = load_heads(args.model, manifest)
+    if args.batch:
+        from .batch import batch_inputs, run_batch
+        inputs = batch_inputs(args.batch)
+        rows = run_batch(inputs, Path(args.output), lambda path, output: _predict_one(
+            path, output, backend, manifest, config, heads, None, None, False), not args.quiet)
+        failed = [row for row in rows if row.status != "ok"]
+        print(f"wrote {len(rows) - len(failed)} of {len(rows)} outputs and {Path(args.output) / 'summary.csv'}")
+        if failed:
+            raise InputError(f"--batch: {len(failed)} of {len(rows)} inputs failed (first: {failed[0].error}); "
+                             f"see {Path(args.output) / 'summary.csv'}")
+        return
+    output = _predict_one(args.image, args.output, backend, manifest, config, heads, args.exemplars, args.points,
+                          not args.quiet)
+    print(f"wrote {output}")
+
+
+def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfig, heads, exemplars_path,
+                 points_path, show_progress: bool) -> Path:
+    """Segment one image with a loaded adapter and write the label map; returns the output path."""
+    from .pipeline import predict, window_for
+    output = check_writable(output)
+    image = read_volume(image_path)
     exemplars = None
-    if args.exemplars:
-        exemplars = find_exemplars(image, read_volume(args.exemplars, label=True), source=args.exemplars)
-    points = _read_points(args.points, image.geometry)
+    if exemplars_path:
+        exemplars = find_exemplars(image, read_volume(exemplars_path, label=True), source=exemplars_path)
+    points = _read_points(points_path, image.geometry)
     axis = manifest.get("exemplars", {}).get("axis", 0)
-    progress = TqdmProgress(not args.quiet)
+    progress = TqdmProgress(show_progress)
     try:
         segmentation = predict(image, backend, config, window_for(image, manifest.get("window")), axis,
-                               exemplars, points, progress)
+                               exemplars, points, progress, heads=heads)
     finally:
         progress.close()
-    write_volume(segmentation, output)
-    print(f"wrote {output}")
+    return write_volume(segmentation, output)
 
 
 def run_demo(args: argparse.Namespace) -> None:

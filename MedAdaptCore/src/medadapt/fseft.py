@@ -49,7 +49,7 @@ class HeadConfig:
     size_tolerance: float = 0.3
     size_start: float = 0.5
     """Fraction of ``iterations`` after which the size constraint is added (transductive methods)."""
-    query_slices: int = 8
+    query_slices: int = 4
     outlier_min_count: int = 5
     seed_head: str = "spatial-adapter"
     """Head trained beside a ``lora`` adapter to find where to start a prompt-free prediction ("" for none)."""

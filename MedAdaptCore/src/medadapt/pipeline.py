@@ -286,6 +286,32 @@ def seeds_from_points(model: SliceModel, prompts: dict[int, SlicePrompts]) -> di
     return seeds
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component of a binary ``mask`` (unchanged when it has at most one)."""
+    components, count = ndimage.label(mask)
+    if count < 2:
+        return mask
+    return components == (np.argmax(np.bincount(components.ravel())[1:]) + 1)
+
+
+def seeds_from_heads(model: SliceModel, heads: HeadSet, margin: float, cancel: CancelFlag | None = None,
+                     progress: ProgressCallback | None = None) -> dict[int, dict[int, np.ndarray]]:
+    """Seed masks without any prompt: per label, the slice where the largest connected component of the
+    heads' prediction is widest, segmented by ``model`` from that component's box (grown by ``margin`` frame
+    pixels) there."""
+    seeds = {}
+    for label, probability in heads.probabilities(SliceFeatures(model, heads.source), cancel, progress).items():
+        found = largest_component(probability > 0.5)
+        if not found.any():
+            continue
+        index = int(np.argmax(found.sum(axis=(1, 2))))
+        box = model.frame.box_from_mask(found[index], margin)
+        seed = model.predict(index, box)[0] > 0.5
+        if seed.any():
+            seeds[label] = {index: seed}
+    return seeds
+
+
 def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, window: tuple[float, float],
             axis: int, exemplars: Exemplars | None = None, points: list[PointPrompt] | None = None,
             progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
@@ -311,7 +337,7 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     for label, extra in seeds_from_points(model, prompts).items():
         seeds.setdefault(label, {}).update({s: m for s, m in extra.items() if s not in seeds.get(label, {})})
     if not seeds and heads is not None:
-        seeds = seeds_from_heads(model, heads, cancel, progress)
+        seeds = seeds_from_heads(model, heads, config.stop.box_margin, cancel, progress)
     if not seeds:
         raise InputError("predict: no prompt to start from; give --exemplars (painted slices) or --points with "
                          "at least one positive point on the structure (or use a model saved with a seed head)")
