@@ -22,6 +22,8 @@ import numpy as np
 
 DATA = Path(os.environ.get("MEDADAPT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 METHODS = ("lora", "zero-shot", "fill")
+FSEFT_METHODS = ("linear-probe", "spatial-adapter", "spatial-adapter-ti")
+"""Prompt-free FSEFT heads; not run unless named in ``--methods``."""
 
 
 def cases() -> dict[str, tuple[str, str, int]]:
@@ -84,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--cases", nargs="*", help="case names (default: all); see --list")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + FSEFT_METHODS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fewshot.jsonl"))
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "K"), help=argparse.SUPPRESS)

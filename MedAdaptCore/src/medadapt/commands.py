@@ -58,6 +58,8 @@ def adapt_config(args: argparse.Namespace) -> AdaptConfig:
         config.adapter.parts = tuple(p.strip() for p in args.lora_parts.split(","))
         if not set(config.adapter.parts) <= {"encoder", "decoder"}:
             raise InputError(f"--lora-parts: expected encoder and/or decoder, got {args.lora_parts!r}")
+    if args.save_model and config.method == "lora":
+        config.head.seed_head = "linear-probe"  # lets `medadapt predict` run without prompts
     trained = config.head if config.method in HEAD_METHODS else config.train
     for option, value, target, field in (("--iterations", args.iterations, trained, "iterations"),
                                           ("--rank", args.rank, config.adapter, "rank"),

@@ -51,8 +51,9 @@ class HeadConfig:
     """Fraction of ``iterations`` after which the size constraint is added (transductive methods)."""
     query_slices: int = 4
     outlier_min_count: int = 5
-    seed_head: str = "spatial-adapter"
-    """Head trained beside a ``lora`` adapter to find where to start a prompt-free prediction ("" for none)."""
+    seed_head: str = ""
+    """Head kind trained beside a ``lora`` adapter to find where a prompt-free prediction starts ("" none;
+    ``medadapt adapt --save-model`` uses ``linear-probe``)."""
 
 
 class HeadSet(nn.Module):
