@@ -17,19 +17,19 @@ from medadapt.size_prior import expected_size, robust_areas, size_penalty
 from medadapt.slice_frame import in_plane_spacing
 from medadapt.slice_model import SliceModel
 
-PAINTED = [1, 6]
+PAINTED = [1, 4]
 
 
 def _config(method: str) -> AdaptConfig:
     config = AdaptConfig(method=method, device="cpu")
-    config.synthesis.per_exemplar, config.head.iterations, config.head.patience = 0, 80, 80
-    config.train.iterations = 15
+    config.synthesis.per_exemplar, config.head.iterations, config.head.patience = 0, 60, 60
+    config.train.iterations = 2
     return config
 
 
 @pytest.fixture(scope="module")
 def crop(sample):
-    image, liver = liver_crop(sample, slice(10, 18))
+    image, liver = liver_crop(sample, slice(10, 16))
     return image, liver, find_exemplars(image, liver, axis=0, slices=PAINTED)
 
 
@@ -91,7 +91,7 @@ def test_transductive_constraint_pulls_the_predicted_size_towards_the_prior(adap
     features = SliceFeatures(model, "embedding")
     x = torch.cat([features(s) for s in PAINTED])
     masks = model.frame.mask_to_frame(np.stack([liver.array[s] > 0 for s in PAINTED]))
-    config = HeadConfig(iterations=40, patience=40, size_weight=1.0, size_start=0.25, query_slices=8)
+    config = HeadConfig(iterations=30, patience=30, size_weight=1.0, size_start=0.25, query_slices=6)
     sizes = {}
     for prior in (None, 0.5 * liver.array.astype(bool).sum()):
         torch.manual_seed(0)
@@ -117,7 +117,7 @@ def test_transductive_method_reports_its_prior(crop, cache):
 def test_lora_seed_head_starts_a_prompt_free_prediction(crop, cache):
     image, liver, exemplars = crop
     config = _config("lora")
-    config.head.seed_head = "linear-probe"
+    config.head.seed_head, config.head.iterations = "linear-probe", 40
     result = adapt(image, exemplars, config, cache=cache)
     assert result.heads.kind == "linear-probe"
     model = SliceModel(result.backend, slice_stack(image, 0, result.window),

@@ -29,7 +29,7 @@ def model(sample, tmp_path_factory):
     write_volume(image, folder / "crop.nii.gz")
     write_volume(painted, folder / "painted.nii.gz")
     code = main([str(a) for a in ("adapt", folder / "crop.nii.gz", "--exemplars", folder / "painted.nii.gz",
-                                  "--method", "spatial-adapter", "--synthetic", "0", "--iterations", "60",
+                                  "--method", "spatial-adapter", "--synthetic", "0", "--iterations", "40",
                                   "-o", folder / "adapted.nii.gz", "--save-model", folder / "model", "--quiet")])
     assert code == 0
     return folder, image, liver
