@@ -10,7 +10,7 @@ from conftest import LIVER, liver_crop
 from medadapt.batch import batch_inputs, output_paths
 from medadapt.cli import main
 from medadapt.errors import InputError
-from medadapt.volume import Volume, read_volume, write_volume
+from medadapt.volume import read_volume, write_volume
 
 PAINTED = [0, 3]
 
