@@ -178,6 +178,9 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_compound_suffix(path), dir=path.parent)
     os.close(handle)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result should be like any new file
         sitk.WriteImage(volume.to_sitk(), tmp, useCompression=True)
         os.replace(tmp, path)
     except BaseException:
