@@ -54,7 +54,8 @@ def main() -> None:
         return sitk.GetArrayFromImage(sitk.DICOMOrient(image.with_array(array).to_sitk(), "LPS"))
     ct = lps(image.array)
     oriented = {name: (lps(mask.astype(np.uint8)), segment.GetColor()) for name, (mask, segment) in masks.items()}
-    z, y, x = 12, int(np.argmax(liver.sum(axis=(0, 2)))), int(np.argmax(liver.sum(axis=(0, 1))))
+    preview = oriented["liver (MedAdapt)"][0]
+    z, y, x = 12, int(np.argmax(preview.sum(axis=(0, 2)))), int(np.argmax(preview.sum(axis=(0, 1))))
     views = [("Red: axial, slice not painted", lambda a: a[z]),
              ("Green: coronal", lambda a: a[::-1, y, :]),
              ("Yellow: sagittal", lambda a: a[::-1, :, x])]
