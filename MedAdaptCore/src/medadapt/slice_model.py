@@ -71,7 +71,8 @@ class SliceModel:
 
     def _predict_with_clicks_as_box(self, index: int, box: np.ndarray | None, points_rc: np.ndarray,
                                     point_labels: np.ndarray) -> tuple[np.ndarray, float]:
-        positive = points_rc[point_labels == 1]
+        pixels = np.clip(np.round(points_rc).astype(int), 0, np.asarray(self.frame.shape) - 1)
+        positive = pixels[point_labels == 1]
         if len(positive):
             clicked = np.zeros(self.frame.shape, bool)
             clicked[positive[:, 0], positive[:, 1]] = True
@@ -82,7 +83,7 @@ class SliceModel:
         if box is None:
             raise ValueError("a slice prediction needs a box or at least one positive point")
         probability, iou = self.predict(index, box)
-        for row, col in points_rc[point_labels == 0]:
+        for row, col in pixels[point_labels == 0]:
             regions, _ = ndimage.label(probability > 0.5)
             if regions[row, col]:
                 probability[regions == regions[row, col]] = 0.0
