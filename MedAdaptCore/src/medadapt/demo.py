@@ -36,7 +36,7 @@ def run(out: Path, data: Path | None = None, device: str = "auto", show_progress
     from .exemplars import find_exemplars
     from .figures import overlay_png
     from .metrics import evaluate
-    from .pipeline import adapt
+    from .pipeline import EmbeddingCache, adapt
     from .volume import check_writable, read_volume, write_volume
 
     folder = sample_folder(data)
@@ -52,12 +52,13 @@ def run(out: Path, data: Path | None = None, device: str = "auto", show_progress
     spacing_zyx = tuple(reversed(image.geometry.spacing))
     device = resolve_device(device)
     scores, results = {}, {}
+    cache = EmbeddingCache()  # zero-shot reuses the slice embeddings the lora run computed
     for method in ("lora", "zero-shot", "fill"):
         config = AdaptConfig(method=method, device=device)
         config.adapter.parts = default_adapter_parts(device)
         progress = TqdmProgress(show_progress)
         try:
-            results[method] = adapt(image, exemplars, config, progress=progress)
+            results[method] = adapt(image, exemplars, config, progress=progress, cache=cache)
         finally:
             progress.close()
         scores[method] = evaluate(results[method].segmentation.array, liver, [LIVER], 0, slices, spacing_zyx)[LIVER]
