@@ -1,4 +1,4 @@
-"""Shared fixtures: the bundled sample CT, the development data (optional) and synthetic volumes."""
+"""Shared fixtures: the bundled sample CT, the real LiteMedSAM and oblique synthetic volumes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "Resources" / "Sample"
-SHARED_DATA = REPO.parent / "shared" / "data"
 LIVER, SPLEEN = 5, 1
 
 # A rotated, anisotropic grid: geometry must survive every step.
@@ -33,13 +32,6 @@ def sample(sample_image_path, sample_labels_path):
     """(image Volume, label Volume) of the bundled TotalSegmentator example CT."""
     from medadapt.volume import read_volume
     return read_volume(sample_image_path), read_volume(sample_labels_path, label=True)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"development scans not found at {SHARED_DATA} (only present beside the CI checkout)")
-    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
