@@ -22,15 +22,11 @@ SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "Sample"
 SLICES = (8, 12, 15, 18, 22)
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two binary masks."""
-    return 2 * np.count_nonzero(a & b) / max(1, a.sum() + b.sum())
-
-
 def prompt_types(device: str) -> None:
     """Print mean Dice per prompt type over a few liver slices."""
     from medadapt.backends import load_backend
     from medadapt.intensity import intensity_window
+    from medadapt.metrics import mask_dice as dice
     from medadapt.pipeline import slice_stack
     from medadapt.slice_frame import in_plane_spacing
     from medadapt.slice_model import SliceModel

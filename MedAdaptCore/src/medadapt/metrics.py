@@ -7,6 +7,11 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
 
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two binary masks of any shape (0 when both are empty), for quick checks on single slices."""
+    return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
+
+
 def hidden_slices_only(mask: np.ndarray, axis: int, given: list[int]) -> np.ndarray:
     """Copy of ``mask`` with the given (painted) slices cleared, so a score counts only predicted slices."""
     out = mask.copy()

@@ -20,6 +20,7 @@ from .exemplars import Exemplars
 from .features import SliceFeatures
 from .fseft import HeadSet, fit_heads
 from .intensity import intensity_window, is_ct, normalise
+from .metrics import mask_dice
 from .points import PointPrompt
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from .propagation import SlicePrompts, propagate, walk
@@ -188,7 +189,7 @@ def validation_dice(model: SliceModel, exemplars: Exemplars, config: AdaptConfig
         for held, truth in seeds.items():
             others = {s: m for s, m in seeds.items() if s != held}
             predicted = predict_held_slice(model, others, held, config) > 0.5
-            dices.append(2 * np.count_nonzero(predicted & truth) / max(1, predicted.sum() + truth.sum()))
+            dices.append(mask_dice(predicted, truth))
         scores[label] = float(np.mean(dices))
     return scores
 
