@@ -52,7 +52,50 @@ def bin_centre_slices(mask: np.ndarray, k: int) -> list[int]:
     return sorted({int((edges[i] + edges[i + 1]) / 2) for i in range(k)})
 
 
-def run_one(case: str, k: int, methods: list[str]) -> dict:
+STOP_VARIANTS = {"iou0.5": {}, "iou0.3": {"min_iou": 0.3}, "iou0.7": {"min_iou": 0.7},
+                 "area0.2": {"min_area_fraction": 0.2}, "growth1.2": {"max_growth": 1.2},
+                 "growth1.5": {"max_growth": 1.5}}
+"""Stopping rules compared by ``--ablation`` (changes from the default :class:`StopRule`)."""
+
+
+def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, cache) -> dict:
+    """Dice on hidden slices of the adapted model's inference variants: stopping rule x what fills the slices
+    between painted ones (model, Fill, leave-one-out choice), and post-processing; plus the LOO Dice."""
+    from dataclasses import replace
+
+    from medadapt.calibration import leave_one_out
+    from medadapt.config import AdaptConfig
+    from medadapt.metrics import hidden_slices_only, mask_dice
+    from medadapt.pipeline import assign_labels, blend_fill, exemplar_seeds, slice_stack
+    from medadapt.propagation import StopRule, propagate
+    from medadapt.slice_frame import in_plane_spacing
+    from medadapt.slice_model import SliceModel
+
+    model = SliceModel(result.backend, slice_stack(image, 0, result.window),
+                       in_plane_spacing(image.geometry.spacing, 0), embeddings=cache.slices(result.backend, 0,
+                                                                                            result.window))
+    seeds = exemplar_seeds(exemplars)[1]
+    checks = leave_one_out(model, {1: seeds}, StopRule(), with_fill=True)
+    fill_wins = checks.fill_is_better(1)
+    truth = hidden_slices_only(target > 0, 0, slices)
+
+    def dice(probability, **post) -> float:
+        labels = assign_labels({1: probability}, exemplars, replace(AdaptConfig(), **post))
+        return round(mask_dice(hidden_slices_only(labels > 0, 0, slices), truth), 4)
+
+    out = {"loo_model": checks.model.get(1), "loo_fill": checks.fill.get(1), "fill_wins": fill_wins}
+    for name, change in STOP_VARIANTS.items():
+        probability = propagate(model, seeds, StopRule(**change))
+        filled = blend_fill(probability, exemplars, 1, 1.0) if len(seeds) > 1 else probability
+        out[name] = {"model": dice(probability), "fill": dice(filled),
+                     "auto": dice(filled if fill_wins else probability)}
+        if name == "iou0.5":
+            out["largest_component"] = dice(probability, largest_component=True)
+            out["fill_holes"] = dice(probability, fill_holes=True)
+    return out
+
+
+def run_one(case: str, k: int, methods: list[str], with_ablation: bool = False) -> dict:
     """Adapt one case with every method; scores on the hidden slices, seconds and this process's peak RAM."""
     from medadapt.config import AdaptConfig
     from medadapt.exemplars import find_exemplars
@@ -77,6 +120,8 @@ def run_one(case: str, k: int, methods: list[str]) -> dict:
         result = adapt(image, exemplars, AdaptConfig(method=method), cache=cache)
         score = evaluate(result.segmentation.array, target, [1], 0, slices, spacing_zyx)[1]
         row[method] = {**score, "seconds": round(time.monotonic() - started, 1)}
+        if method == "lora" and with_ablation:
+            row["ablation"] = ablation(image, exemplars, target, slices, result, cache)
     row["peak_ram_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)
     return row
 
@@ -89,6 +134,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + FSEFT_METHODS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fewshot.jsonl"))
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also score inference variants of the adapted lora model (see ablation())")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "K"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -97,13 +144,13 @@ def main() -> None:
         print("\n".join(cases()))
         return
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.methods)))
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.methods, args.ablation)))
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for k in args.k:
         for case in args.cases or list(cases()):
-            child = subprocess.run([sys.executable, __file__, "--one", case, str(k), "--methods", *args.methods],
-                                   capture_output=True, text=True)
+            child = subprocess.run([sys.executable, __file__, "--one", case, str(k), "--methods", *args.methods]
+                                   + ["--ablation"] * args.ablation, capture_output=True, text=True)
             if child.returncode != 0:
                 print(f"{case} k={k}: failed\n{child.stderr[-2000:]}", file=sys.stderr)
                 continue

@@ -1,37 +1,81 @@
 """Markdown tables (per case and mean, per k) from the JSON lines written by ``fewshot.py``.
 
-    python benchmarks/summarize.py benchmarks/results/fewshot.jsonl
+    python benchmarks/summarize.py benchmarks/results/fewshot.jsonl [--lora-from iou0.5/auto]
+
+``--lora-from STOP/BETWEEN`` takes the lora column of rows that carry an ``ablation`` from that inference
+variant of the same adapted model (what ``medadapt adapt`` gives with that stopping rule and ``--between``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from collections import defaultdict
+
+import numpy as np
 
 METHODS = ("lora", "zero-shot", "fill")
 
 
-def main(path: str) -> None:
-    """Print one table per k: Dice of each method, LoRA adapt seconds and peak RAM, then the means."""
+def lora_dice(row: dict, variant: str | None) -> float:
+    """The row's lora Dice, or that of the named ablation variant when the row has one."""
+    if variant and "ablation" in row:
+        stop, between = variant.split("/")
+        return row["ablation"][stop][between]
+    return row["lora"]["dice"]
+
+
+def dice_table(table: list[dict], variant: str | None) -> None:
+    """Per-case Dice of each method, lora adapt seconds and peak RAM, then the means."""
+    print("| case | slices | " + " | ".join(f"{m} Dice" for m in METHODS) + " | lora s | peak RAM GB |")
+    print("|---|---|" + "---|" * (len(METHODS) + 2))
+    columns = defaultdict(list)
+    for row in sorted(table, key=lambda r: r["case"]):
+        cells = []
+        for m in METHODS:
+            value = lora_dice(row, variant) if m == "lora" else row.get(m, {}).get("dice")
+            if value is not None:
+                columns[m].append(value)
+            cells.append(f"{value:.3f}" if value is not None else "–")
+        print(f"| {row['case']} | {','.join(map(str, row['slices']))} | " + " | ".join(cells)
+              + f" | {row['lora']['seconds']:.0f} | {row['peak_ram_gb']:.2f} |")
+    means = [f"**{np.mean(columns[m]):.3f}**" if columns[m] else "–" for m in METHODS]
+    print(f"| **mean of {len(table)}** | | " + " | ".join(means) + " | | |")
+
+
+def ablation_table(table: list[dict]) -> None:
+    """Mean Dice of every inference variant (stopping rule x what fills between painted slices)."""
+    rows = [r["ablation"] for r in table if "ablation" in r]
+    if not rows:
+        return
+    stops = [name for name, value in rows[0].items() if isinstance(value, dict) and "model" in value]
+    print(f"\nInference variants of the same adapted model, mean Dice over {len(rows)} cases "
+          f"(Fill chosen by leave-one-out in {sum(r['fill_wins'] for r in rows)}):\n")
+    print("| stopping rule | model between | fill between | auto (LOO) |")
+    print("|---|---|---|---|")
+    for stop in stops:
+        print(f"| {stop} | " + " | ".join(f"{np.mean([r[stop][b] for r in rows]):.3f}"
+                                          for b in ("model", "fill", "auto")) + " |")
+    for post in ("largest_component", "fill_holes"):
+        print(f"\n{post} (iou0.5, model between): {np.mean([r[post] for r in rows]):.3f}", end="")
+    print()
+
+
+def main() -> None:
+    """Print one table per k (and the ablation summary where rows carry one)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path")
+    parser.add_argument("--lora-from", help="ablation variant STOP/BETWEEN for the lora column, e.g. iou0.5/auto")
+    args = parser.parse_args()
     rows = defaultdict(list)
-    for line in open(path):
+    for line in open(args.path):
         row = json.loads(line)
         rows[row["k"]].append(row)
     for k, table in sorted(rows.items()):
         print(f"\n### k = {k}\n")
-        print("| case | slices | " + " | ".join(f"{m} Dice" for m in METHODS) + " | lora s | peak RAM GB |")
-        print("|---|---|" + "---|" * (len(METHODS) + 2))
-        for row in table:
-            cells = [f"{row[m]['dice']:.3f}" if row.get(m, {}).get("dice") is not None else "–" for m in METHODS]
-            print(f"| {row['case']} | {','.join(map(str, row['slices']))} | " + " | ".join(cells)
-                  + f" | {row['lora']['seconds']:.0f} | {row['peak_ram_gb']:.2f} |")
-        means = []
-        for m in METHODS:
-            values = [r[m]["dice"] for r in table if r.get(m, {}).get("dice") is not None]
-            means.append(f"**{sum(values) / len(values):.3f}**" if values else "–")
-        print(f"| **mean of {len(table)}** | | " + " | ".join(means) + " | | |")
+        dice_table(table, args.lora_from)
+        ablation_table(table)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

@@ -12,18 +12,24 @@ import numpy as np
 from .exemplars import Exemplars
 
 
+def interpolate_mask(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Binary (z, y, x) ``mask`` painted on some slices along array ``axis``, interpolated between them by
+    ``itk.MorphologicalContourInterpolator`` in a separate process (see :mod:`medadapt.mci_worker`)."""
+    with tempfile.TemporaryDirectory(prefix="medadapt-fill-") as folder:
+        source, target = Path(folder) / "in.npy", Path(folder) / "out.npy"
+        np.save(source, mask.astype(np.uint8))
+        subprocess.run([sys.executable, "-m", "medadapt.mci_worker", str(source), str(target), str(2 - axis)],
+                       check=True, capture_output=True)
+        return np.load(target).astype(bool)
+
+
 def fill_between_slices(exemplars: Exemplars) -> np.ndarray:
     """Labelmap (z, y, x) interpolated between the painted slices along the exemplar axis, as Slicer's
-    Segment Editor "Fill between slices" does (``itk.MorphologicalContourInterpolator``, one label at a time
-    in a separate process, see :mod:`medadapt.mci_worker`); painted voxels keep their labels."""
+    Segment Editor "Fill between slices" does (one label at a time, :func:`interpolate_mask`); painted voxels
+    keep their labels."""
     painted = exemplars.labelmap.array
     out = painted.astype(np.int16)
-    with tempfile.TemporaryDirectory(prefix="medadapt-fill-") as folder:
-        for label in exemplars.labels:
-            source, target = Path(folder) / f"in{label}.npy", Path(folder) / f"out{label}.npy"
-            np.save(source, (painted == label).astype(np.uint8))
-            subprocess.run([sys.executable, "-m", "medadapt.mci_worker", str(source), str(target),
-                            str(2 - exemplars.axis)], check=True, capture_output=True)
-            filled = np.load(target).astype(bool)
-            out[filled & (out == 0)] = label
+    for label in exemplars.labels:
+        filled = interpolate_mask(painted == label, exemplars.axis)
+        out[filled & (out == 0)] = label
     return out

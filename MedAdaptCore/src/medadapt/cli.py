@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--iterations", type=int, help="training iterations (default 100; FSEFT heads 200)")
     adapt.add_argument("--rank", type=int, help="LoRA rank (default 4)")
     adapt.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6)")
+    adapt.add_argument("--between", choices=("model", "fill", "auto"),
+                       help="what segments the slices between painted ones: the model, Fill between slices, or "
+                       "auto (whichever predicted held-out painted slices better; the default)")
     adapt.add_argument("--lora-parts", help="encoder, decoder or encoder,decoder (default: decoder on CPU, "
                        "encoder,decoder on a GPU)")
     predict = commands.add_parser("predict", help="apply a saved adapter to another volume")

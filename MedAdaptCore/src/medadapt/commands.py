@@ -54,6 +54,8 @@ def adapt_config(args: argparse.Namespace) -> AdaptConfig:
                          backend=args.base_model, input_size=args.input_size,
                          checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None)
     config.adapter.parts = default_adapter_parts(config.device)
+    if args.between:
+        config.between = args.between
     if args.lora_parts:
         config.adapter.parts = tuple(p.strip() for p in args.lora_parts.split(","))
         if not set(config.adapter.parts) <= {"encoder", "decoder"}:

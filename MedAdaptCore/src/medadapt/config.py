@@ -33,8 +33,9 @@ class AdaptConfig:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     stop: StopRule = field(default_factory=StopRule)
     head: HeadConfig = field(default_factory=HeadConfig)
-    fill_weight: float = 0.0
-    """Weight of Fill-between-slices in the probability between painted slices (0: the model alone)."""
+    between: str = "model"
+    """What segments the slices between painted ones: ``model``, ``fill`` (Fill-between-slices) or ``auto``
+    (per structure, whichever predicted the held-out painted slices better, see :mod:`medadapt.calibration`)."""
     largest_component: bool = False
     fill_holes: bool = False
 

@@ -13,6 +13,7 @@ from .adapters import add_lora
 from .backends import load_backend
 from .backends.base import PromptableBackend
 from .baselines import fill_between_slices
+from .calibration import LeaveOneOut, leave_one_out
 from .config import HEAD_METHODS, METHODS, AdaptConfig
 from .devices import resolve_device
 from .errors import InputError
@@ -20,7 +21,6 @@ from .exemplars import Exemplars
 from .features import SliceFeatures
 from .fseft import HeadSet, fit_heads
 from .intensity import intensity_window, is_ct, normalise
-from .metrics import mask_dice
 from .points import PointPrompt
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from .propagation import SlicePrompts, propagate, walk
@@ -34,7 +34,8 @@ from .volume import Volume
 @dataclass
 class AdaptResult:
     """Segmentation on the image grid, the adapted backend (``None`` for ``fill``), the FSEFT heads (the
-    method's own, or the seed head beside ``lora``), and run facts (size priors of transductive methods)."""
+    method's own, or the seed head beside ``lora``), and run facts (size priors of transductive methods, the
+    labels whose slices between painted ones came from Fill-between-slices)."""
 
     segmentation: Volume
     backend: PromptableBackend | None
@@ -44,6 +45,7 @@ class AdaptResult:
     seconds: float = 0.0
     heads: HeadSet | None = None
     size_priors: dict[int, float] = field(default_factory=dict)
+    fill_labels: set[int] = field(default_factory=set)
 
 
 def spacing_rcs(image: Volume, axis: int) -> tuple[float, float, float]:
@@ -101,18 +103,28 @@ def training_set(model: SliceModel, exemplars: Exemplars, config: AdaptConfig, r
     return frames, frame_masks, torch.cat(embeddings)
 
 
+def check_exemplars(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> tuple[LeaveOneOut, set[int]]:
+    """Leave-one-out checks of the painted slices and the labels whose slices between painted ones Fill
+    segments (per ``config.between``)."""
+    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, with_fill=config.between == "auto")
+    chosen = {label for label in exemplars.labels
+              if config.between == "fill" or (config.between == "auto" and checks.fill_is_better(label))}
+    return checks, chosen
+
+
 def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict[int, dict[int, np.ndarray]],
             config: AdaptConfig, prompts: dict[int, SlicePrompts], progress: ProgressCallback | None = None,
-            cancel: CancelFlag | None = None) -> np.ndarray:
-    """Label stack (slice axis first) from propagating each label's seed masks (see :func:`assign_labels`)."""
+            cancel: CancelFlag | None = None, fill_labels: set[int] = frozenset()) -> np.ndarray:
+    """Label stack (slice axis first) from propagating each label's seed masks (see :func:`assign_labels`);
+    for ``fill_labels`` Fill-between-slices replaces the model between the outermost painted slices."""
     labels = sorted(seeds_by_label)
     probabilities = {}
     for n, label in enumerate(labels):
         check_cancel(cancel)
         negatives = set(exemplars.negative_slices(label)) if exemplars and label in exemplars.label_slices else set()
         probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives)
-        if config.fill_weight > 0 and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
-            probability = blend_fill(probability, exemplars, label, config.fill_weight)
+        if label in fill_labels and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
+            probability = blend_fill(probability, exemplars, label, 1.0)
         probabilities[label] = probability
         report(progress, Progress("segment", n + 1, len(labels)))
     return assign_labels(probabilities, exemplars, config)
@@ -159,39 +171,6 @@ def exemplar_seeds(exemplars: Exemplars) -> dict[int, dict[int, np.ndarray]]:
     """Painted masks by label and slice."""
     painted = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)
     return {label: {s: painted[s] == label for s in exemplars.label_slices[label]} for label in exemplars.labels}
-
-
-def predict_held_slice(model: SliceModel, seeds: dict[int, np.ndarray], held: int, config: AdaptConfig
-                       ) -> np.ndarray:
-    """Probability on painted slice ``held`` from propagation of the other painted slices only: blended walks
-    from both neighbours when it lies between them, else the outward walk with its stopping rule."""
-    below = [s for s in seeds if s < held]
-    above = [s for s in seeds if s > held]
-    probability = np.zeros(model.stack.shape[1:], np.float32)
-    if below and above:
-        low, high = max(below), min(above)
-        up = walk(model, low, seeds[low], +1, held, None, SlicePrompts(), set())
-        down = walk(model, high, seeds[high], -1, held, None, SlicePrompts(), set())
-        weight = (high - held) / (high - low)
-        return weight * up.get(held, probability) + (1 - weight) * down.get(held, probability)
-    start, direction = (max(below), +1) if below else (min(above), -1)
-    return walk(model, start, seeds[start], direction, held, config.stop, SlicePrompts(), set()).get(held, probability)
-
-
-def validation_dice(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> dict[int, float]:
-    """Leave-one-exemplar-out check per label (>= 2 painted slices): each painted slice is predicted by
-    propagation from the others and compared with the painting (mean Dice)."""
-    scores = {}
-    for label, seeds in exemplar_seeds(exemplars).items():
-        if len(seeds) < 2:
-            continue
-        dices = []
-        for held, truth in seeds.items():
-            others = {s: m for s, m in seeds.items() if s != held}
-            predicted = predict_held_slice(model, others, held, config) > 0.5
-            dices.append(mask_dice(predicted, truth))
-        scores[label] = float(np.mean(dices))
-    return scores
 
 
 class EmbeddingCache:
@@ -246,10 +225,11 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
                                     config.head, SynthesisConfig(per_exemplar=0), rng, progress=progress,
                                     cancel=cancel)
     prompts = prompts_by_label(points or [], exemplars.axis)
-    labels = segment(model, exemplars, exemplar_seeds(exemplars), config, prompts, progress, cancel)
-    scores = validation_dice(model, exemplars, config)
+    checks, fill_labels = check_exemplars(model, exemplars, config)
+    labels = segment(model, exemplars, exemplar_seeds(exemplars), config, prompts, progress, cancel, fill_labels)
     segmentation = image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, exemplars.axis)))
-    return AdaptResult(segmentation, backend, window, scores, losses, time.monotonic() - started, heads)
+    return AdaptResult(segmentation, backend, window, checks.validation_dice(), losses,
+                       time.monotonic() - started, heads, fill_labels=fill_labels)
 
 
 def _adapt_heads(image: Volume, exemplars: Exemplars, config: AdaptConfig, model: SliceModel,
@@ -316,17 +296,19 @@ def seeds_from_heads(model: SliceModel, heads: HeadSet, margin: float, cancel: C
 def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, window: tuple[float, float],
             axis: int, exemplars: Exemplars | None = None, points: list[PointPrompt] | None = None,
             progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
-            heads: HeadSet | None = None) -> Volume:
+            heads: HeadSet | None = None, cache: EmbeddingCache | None = None) -> Volume:
     """Segment ``image`` with an (adapted) ``backend`` from painted slices and/or positive clicks.
 
     FSEFT methods segment every slice with their ``heads`` (no prompt needed; painted slices are kept). For
     the other methods without any prompt, a seed ``heads`` set chooses where propagation starts
-    (:func:`seeds_from_heads`).
+    (:func:`seeds_from_heads`). ``cache`` shares frozen-encoder embeddings of ``image`` between calls.
     """
     if exemplars is not None:
         axis = exemplars.axis
+    encoder_frozen = config.method != "lora" or "encoder" not in config.adapter.parts
+    embeddings = cache.slices(backend, axis, window) if cache is not None and encoder_frozen else None
     model = SliceModel(backend, slice_stack(image, axis, window), in_plane_spacing(image.geometry.spacing, axis),
-                       progress, cancel)
+                       progress, cancel, embeddings)
     if config.method in HEAD_METHODS:
         if heads is None:
             raise InputError(f"predict: method {config.method!r} needs its trained heads (heads.safetensors)")
@@ -342,5 +324,6 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     if not seeds:
         raise InputError("predict: no prompt to start from; give --exemplars (painted slices) or --points with "
                          "at least one positive point on the structure (or use a model saved with a seed head)")
-    labels = segment(model, exemplars, seeds, config, prompts, progress, cancel)
+    fill_labels = check_exemplars(model, exemplars, config)[1] if exemplars is not None else set()
+    labels = segment(model, exemplars, seeds, config, prompts, progress, cancel, fill_labels)
     return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))

@@ -17,11 +17,13 @@ from .slice_model import SliceModel
 
 @dataclass
 class StopRule:
-    """When an outward walk ends: the mask vanishes (below ``min_area_fraction`` of the seed's area) or
-    changes too much from the previous slice (IoU below ``min_iou``)."""
+    """When an outward walk ends: the mask vanishes (below ``min_area_fraction`` of the seed's area), changes
+    too much from the previous slice (IoU below ``min_iou``) or grows by more than ``max_growth`` times the
+    previous slice's area (structures taper outwards; ``None``: no limit)."""
 
     min_iou: float = 0.5
     min_area_fraction: float = 0.03
+    max_growth: float | None = None
     box_margin: float = 3.0
 
 
@@ -73,8 +75,10 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
         current = probability > 0.5
         forced = must_reach is not None and (index - must_reach) * direction <= 0
         if rule is not None and not forced:
-            too_small = np.count_nonzero(current) < rule.min_area_fraction * seed_area
-            if too_small or _iou(previous, current) < rule.min_iou:
+            area = np.count_nonzero(current)
+            too_small = area < rule.min_area_fraction * seed_area
+            grows = rule.max_growth is not None and area > rule.max_growth * np.count_nonzero(previous)
+            if too_small or grows or _iou(previous, current) < rule.min_iou:
                 break
         out[index] = probability
         previous = current

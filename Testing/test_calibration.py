@@ -1,0 +1,31 @@
+"""Leave-one-exemplar-out checks: Fill's held-out prediction, and the choice between model and Fill."""
+
+import numpy as np
+
+from medadapt.calibration import LeaveOneOut, fill_held_slice
+from medadapt.metrics import mask_dice
+
+
+def _disc(radius: float, shape=(64, 80), centre=(30, 45)) -> np.ndarray:
+    rows, cols = np.ogrid[:shape[0], :shape[1]]
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius ** 2
+
+
+def test_fill_predicts_a_held_slice_between_its_painted_neighbours():
+    seeds = {10: _disc(6), 14: _disc(6), 18: _disc(14)}
+    predicted = fill_held_slice(seeds, 14)
+    assert predicted.shape == seeds[14].shape
+    # interpolated between radius 6 (slice 10) and radius 14 (slice 18): about radius 10 at slice 14
+    assert mask_dice(predicted, _disc(10)) > 0.85
+    assert not predicted[:, :20].any()  # stays inside the painted extent
+
+
+def test_fill_is_chosen_only_when_it_predicted_the_interior_slices_better():
+    # compared on the interior slice 9 only: label 1 0.8 (fill) vs 0.4 (model), label 2 0.7 vs 0.75, although
+    # label 2's model scores worse than label 1's on the outer slices 5 and 13
+    checks = LeaveOneOut(model={1: {5: 0.9, 9: 0.4, 13: 0.9}, 2: {5: 0.1, 9: 0.75, 13: 0.1}, 3: {5: 0.5, 9: 0.5}},
+                         fill={1: {9: 0.8}, 2: {9: 0.7}, 3: {}})
+    assert checks.fill_is_better(1)
+    assert not checks.fill_is_better(2)
+    assert not checks.fill_is_better(3)  # no interior slice: nothing to compare, the model stays
+    assert checks.validation_dice() == {1: np.mean([0.9, 0.4, 0.9]), 2: np.mean([0.1, 0.75, 0.1]), 3: 0.5}

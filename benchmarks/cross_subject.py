@@ -1,0 +1,105 @@
+"""Cross-subject benchmark (a script, not a test): adapt on k painted slices of one subject, save the adapter,
+then segment other subjects' volumes with no prompt at all through the saved files (``medadapt predict``'s
+path). Reports Dice per method and target, trainable parameters, adapter size and adapt seconds.
+
+    python benchmarks/cross_subject.py --k 5 --out benchmarks/results/cross_subject.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from fewshot import DATA, bin_centre_slices
+
+METHODS = ("lora", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
+
+
+def tasks() -> dict[str, tuple[tuple[str, str], list[tuple[str, str]], int]]:
+    """Task name -> ((source image, labels), [(target image, labels)], label value), relative to the data."""
+    hippocampus = sorted(p.name for p in (DATA / "mr_hippocampus" / "images").glob("*.nii.gz"))
+    pairs = [(f"mr_hippocampus/images/{n}", f"mr_hippocampus/labels/{n}") for n in hippocampus]
+    brats = [(f"mr_brats/{p}/flair.nii.gz", f"mr_brats/{p}/labels.nii.gz") for p in ("pat0005", "pat0006")]
+    return {"hippocampus": (pairs[0], pairs[1:], 1), "brats_edema": (brats[0], brats[1:], 2)}
+
+
+def trainable_parameters(method: str, backend, heads) -> int:
+    """Parameters the method trained: LoRA and decoder heads (``lora``) plus the FSEFT heads."""
+    from medadapt.adapters import trainable_count
+    adapted = trainable_count(backend) if method == "lora" else 0
+    return adapted + (sum(p.numel() for p in heads.parameters()) if heads is not None else 0)
+
+
+def run_task(name: str, k: int, methods: list[str]) -> list[dict]:
+    """Adapt on the task's source with each method and score prompt-free predictions on its targets."""
+    from medadapt.artifacts import load_adapter, load_heads, save_adapter
+    from medadapt.config import AdaptConfig
+    from medadapt.exemplars import find_exemplars
+    from medadapt.metrics import dice_and_hd95
+    from medadapt.pipeline import EmbeddingCache, adapt, predict, window_for
+    from medadapt.volume import read_volume
+
+    (source_image, source_labels), targets, label = tasks()[name]
+    image = read_volume(DATA / source_image)
+    reference = read_volume(DATA / source_labels, label=True)
+    painted = (reference.array == label).astype(np.int16)
+    slices = bin_centre_slices(painted, k)
+    exemplars = find_exemplars(image, reference.with_array(painted), axis=0, slices=slices)
+    source_cache = EmbeddingCache()
+    target_caches = {t: EmbeddingCache() for t, _ in targets}
+    rows = []
+    for method in methods:
+        config = AdaptConfig(method=method, device="cpu")
+        if method == "lora":
+            config.head.seed_head = "linear-probe"  # as `medadapt adapt --save-model` does
+        started = time.monotonic()
+        result = adapt(image, exemplars, config, cache=source_cache)
+        seconds = time.monotonic() - started
+        with tempfile.TemporaryDirectory() as folder:
+            saved = save_adapter(Path(folder) / "model", result.backend, config,
+                                 {"exemplars": {"axis": 0, "slices": slices, "labels": [label]},
+                                  "window": list(result.window)}, result.heads)
+            size_mb = sum(f.stat().st_size for f in saved.iterdir()) / 2 ** 20
+            backend, manifest, loaded = load_adapter(saved)
+            heads = load_heads(saved, manifest)
+        row = {"task": name, "method": method, "k": k, "source": source_image, "slices": slices,
+               "adapt_s": round(seconds, 1), "trainable": trainable_parameters(method, result.backend, result.heads),
+               "adapter_mb": round(size_mb, 2), "dice": {}}
+        for target_image, target_labels in targets:
+            volume = read_volume(DATA / target_image)
+            truth = read_volume(DATA / target_labels, label=True).array == label
+            predicted = predict(volume, backend, loaded, window_for(volume, manifest.get("window")), 0,
+                                heads=heads, cache=target_caches[target_image])
+            dice, _ = dice_and_hd95(predicted.array == label, truth, tuple(reversed(volume.geometry.spacing)))
+            row["dice"][target_image] = round(dice, 4)
+        row["mean_dice"] = round(float(np.mean(list(row["dice"].values()))), 4)
+        rows.append(row)
+        print(f"{name:12s} {method:20s} k={k} mean Dice {row['mean_dice']:.3f} over {len(targets)} targets; "
+              f"adapt {row['adapt_s']} s; {row['trainable']} trainable; {row['adapter_mb']} MB", flush=True)
+    return rows
+
+
+def main() -> None:
+    """Run the cross-subject tasks and append one JSON line per (task, method)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--tasks", nargs="+", default=list(tasks()))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cross_subject.jsonl"))
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.tasks:
+        for row in run_task(name, args.k, args.methods):
+            with args.out.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
