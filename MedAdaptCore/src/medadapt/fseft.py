@@ -13,6 +13,7 @@ unlabelled query volume (estimated from ``query_slices`` random slices per step)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -54,15 +55,19 @@ class HeadConfig:
     seed_head: str = ""
     """Head kind trained beside a ``lora`` adapter to find where a prompt-free prediction starts ("" none;
     ``medadapt adapt --save-model`` uses ``linear-probe``)."""
+    pretrained_class: int = -1
+    """Output channel of the 3D backbone's pretrained head whose weights start every label's probe (the
+    structure was seen in pre-training; -1: a new probe)."""
 
 
 class HeadSet(nn.Module):
-    """One binary head per structure label, all of one ``kind`` on one feature ``source``."""
+    """One binary head per structure label, all of one ``kind`` on one feature ``source`` of ``dims``
+    spatial dimensions (2: slice features, 3: volume features)."""
 
-    def __init__(self, kind: str, source: str, channels: int, labels: list[int], width: int = 0):
+    def __init__(self, kind: str, source: str, channels: int, labels: list[int], width: int = 0, dims: int = 2):
         super().__init__()
-        self.kind, self.source, self.channels, self.width = kind, source, channels, width
-        self.heads = nn.ModuleDict({str(label): SegmentationHead(kind, channels, width or None)
+        self.kind, self.source, self.channels, self.width, self.dims = kind, source, channels, width, dims
+        self.heads = nn.ModuleDict({str(label): SegmentationHead(kind, channels, width or None, dims)
                                     for label in labels})
 
     @property
@@ -73,13 +78,13 @@ class HeadSet(nn.Module):
     def describe(self) -> dict:
         """What rebuilds this set before its weights are loaded (kept in the manifest)."""
         return {"kind": self.kind, "features": self.source, "channels": self.channels, "labels": self.labels,
-                "width": self.width}
+                "width": self.width, "dims": self.dims}
 
     @classmethod
     def from_description(cls, description: dict) -> "HeadSet":
         """Inverse of :meth:`describe` (random weights)."""
         return cls(description["kind"], description["features"], description["channels"], description["labels"],
-                   description["width"])
+                   description["width"], description.get("dims", 2))
 
     @torch.no_grad()
     def probabilities(self, features: SliceFeatures, cancel: CancelFlag | None = None,
@@ -132,26 +137,24 @@ class SmoothedStop:
         return self.stale >= self.patience
 
 
-def train_head(head: SegmentationHead, features: torch.Tensor, masks: torch.Tensor, config: HeadConfig,
-               rng: np.random.Generator, query: SliceFeatures | None = None, prior: float | None = None,
-               progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> list[float]:
-    """Train ``head`` on (n, C, h, w) frozen ``features`` and (n, 1, S, S) frame ``masks``; returns the loss
-    per iteration. With ``query`` and ``prior`` the size constraint joins after ``config.size_start``."""
+def optimise(head: nn.Module, batch_loss: Callable[[], torch.Tensor], config: HeadConfig,
+             predicted_size: Callable[[], torch.Tensor] | None = None, prior: float | None = None,
+             progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> list[float]:
+    """FSEFT's training loop for ``head``: ``batch_loss()`` is the Dice loss of a new random batch; with
+    ``predicted_size()`` (the structure volume on the query volume) and ``prior`` the size constraint joins
+    after ``config.size_start``. Returns the loss per iteration."""
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=0.0)
     schedule = WarmupCosineSchedule(optimiser, warmup_steps=config.warmup, t_total=config.iterations)
-    dice = DiceLoss(sigmoid=True, batch=True)
     stop = SmoothedStop(config.smoothing, config.patience, config.min_delta)
-    constrain_from = int(config.size_start * config.iterations) if query is not None and prior else None
+    constrain_from = int(config.size_start * config.iterations) if predicted_size is not None and prior else None
     losses = []
     head.train()
     for iteration in range(config.iterations):
         check_cancel(cancel)
-        batch = torch.as_tensor(rng.choice(len(masks), size=min(config.batch_size, len(masks)), replace=False))
-        loss = dice(_frame_logits(head, features[batch], masks.shape[-1]), masks[batch])
+        loss = batch_loss()
         constrained = constrain_from is not None and iteration >= constrain_from
         if constrained:
-            predicted = _predicted_size(head, query, config.query_slices, rng)
-            loss = loss + config.size_weight * size_penalty(predicted, prior, config.size_tolerance)
+            loss = loss + config.size_weight * size_penalty(predicted_size(), prior, config.size_tolerance)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -164,6 +167,21 @@ def train_head(head: SegmentationHead, features: torch.Tensor, masks: torch.Tens
             break
     head.eval()
     return losses
+
+
+def train_head(head: SegmentationHead, features: torch.Tensor, masks: torch.Tensor, config: HeadConfig,
+               rng: np.random.Generator, query: SliceFeatures | None = None, prior: float | None = None,
+               progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> list[float]:
+    """Train ``head`` on (n, C, h, w) frozen ``features`` and (n, 1, S, S) frame ``masks``; returns the loss
+    per iteration. With ``query`` and ``prior`` the size constraint joins after ``config.size_start``."""
+    dice = DiceLoss(sigmoid=True, batch=True)
+
+    def batch_loss() -> torch.Tensor:
+        batch = torch.as_tensor(rng.choice(len(masks), size=min(config.batch_size, len(masks)), replace=False))
+        return dice(_frame_logits(head, features[batch], masks.shape[-1]), masks[batch])
+
+    size = (lambda: _predicted_size(head, query, config.query_slices, rng)) if query is not None else None
+    return optimise(head, batch_loss, config, size, prior, progress, cancel)
 
 
 def label_prior(exemplars: Exemplars, label: int, spacing_rcs: tuple[float, float, float],

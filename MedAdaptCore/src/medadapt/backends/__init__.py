@@ -5,6 +5,7 @@ from functools import partial
 from .base import PromptableBackend
 from .litemedsam import load_litemedsam
 from .sam import load_sam
+from .swinunetr import load_swinunetr
 
 
 def _litemedsam(device: str, checkpoint=None, input_size=None) -> PromptableBackend:
@@ -14,9 +15,10 @@ def _litemedsam(device: str, checkpoint=None, input_size=None) -> PromptableBack
     return load_litemedsam(device) if checkpoint is None else load_litemedsam(device, checkpoint)
 
 
-BACKENDS = {"litemedsam": _litemedsam,
+BACKENDS = {"litemedsam": _litemedsam, "swinunetr": load_swinunetr,
             **{name: partial(load_sam, name) for name in ("sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam")}}
-"""Backend name -> loader ``(device, checkpoint=None, input_size=None) -> PromptableBackend``."""
+"""Backend name -> loader ``(device, checkpoint=None, input_size=None)``: a ``PromptableBackend``, or for
+``swinunetr`` the frozen 3D backbone of the FSEFT heads (:mod:`medadapt.fseft3d`)."""
 
 
 def load_backend(name: str, device: str = "cpu", checkpoint=None, input_size: int | None = None

@@ -35,7 +35,7 @@ def load_state_dict(path: str | Path, expected_sha256: str | None = None) -> dic
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
-    for key in ("model", "state_dict"):
+    for key in ("model", "state_dict", "net"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
