@@ -195,6 +195,9 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     image embeddings of earlier runs on the same image when the encoder stays frozen.
     """
     config = config or AdaptConfig()
+    if config.backend == "swinunetr":
+        from .fseft3d import adapt_3d
+        return adapt_3d(image, exemplars, config, progress, cancel, backend)
     if config.method not in METHODS:
         raise InputError(f"--method: expected one of {', '.join(METHODS)}, got {config.method!r}")
     started = time.monotonic()
@@ -303,6 +306,9 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     the other methods without any prompt, a seed ``heads`` set chooses where propagation starts
     (:func:`seeds_from_heads`). ``cache`` shares frozen-encoder embeddings of ``image`` between calls.
     """
+    if config.backend == "swinunetr":
+        from .fseft3d import predict_3d
+        return predict_3d(image, backend, heads, config, axis, exemplars, cancel)
     if exemplars is not None:
         axis = exemplars.axis
     encoder_frozen = config.method != "lora" or "encoder" not in config.adapter.parts
