@@ -198,3 +198,21 @@ def test_size_constraint_pulls_the_predicted_volume_towards_the_prior(blob, feat
     prior = 0.4 * truth
     assert losses[None][:7] == losses[prior][:7] and losses[None][7:] != losses[prior][7:]
     assert abs(sizes[prior] - prior) < abs(sizes[None] - prior), sizes
+
+
+def test_command_line_adapts_and_predicts_without_prompts(blob, checkpoint, tmp_path):
+    from medadapt.cli import main
+    from medadapt.volume import read_volume, write_volume
+    image, labels = blob
+    write_volume(image, tmp_path / "ct.nii.gz")
+    write_volume(image.with_array(np.where(np.isin(np.arange(20), PAINTED)[:, None, None], labels.array, 0)
+                                  .astype(np.int16)), tmp_path / "painted.nii.gz")
+    assert main(["adapt", str(tmp_path / "ct.nii.gz"), "--exemplars", str(tmp_path / "painted.nii.gz"), "-o",
+                 str(tmp_path / "seg.nii.gz"), "--base-model", "swinunetr", "--checkpoint", str(checkpoint),
+                 "--input-size", str(PATCH), "--method", "linear-probe", "--iterations", "40", "--device", "cpu",
+                 "--save-model", str(tmp_path / "model"), "--quiet"]) == 0
+    assert main(["predict", str(tmp_path / "ct.nii.gz"), "--model", str(tmp_path / "model"), "-o",
+                 str(tmp_path / "new.nii.gz"), "--device", "cpu", "--quiet"]) == 0
+    predicted = read_volume(tmp_path / "new.nii.gz", label=True)
+    assert predicted.geometry.matches(image.geometry)
+    assert _dice(predicted.array == 3, labels.array == 3) > 0.6

@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--axis", help="slice axis x, y or z (default: the axis the painting lies on)")
     adapt.add_argument("--labels", help="adapt only these label values, e.g. 1,3 (default: all painted)")
     adapt.add_argument("--base-model", default="litemedsam", help="litemedsam (default), sam_vit_b, sam_vit_l, "
-                       "sam_vit_h or medsam (downloaded once, checksum-verified; see SAM_BACKENDS.md)")
+                       "sam_vit_h or medsam (downloaded once, checksum-verified; see SAM_BACKENDS.md), or the 3D "
+                       "swinunetr (FSEFT heads only; needs --checkpoint)")
     adapt.add_argument("--checkpoint", help="local weights file for --base-model instead of the download")
-    adapt.add_argument("--input-size", type=int, help="reduced input size for SAM models, e.g. 512 on a CPU")
+    adapt.add_argument("--input-size", type=int, help="reduced input size for SAM models, e.g. 512 on a CPU; "
+                       "for swinunetr the sliding-window patch (default 96)")
     adapt.add_argument("--save-model", help="folder to write the adapter weights and manifest to")
     adapt.add_argument("--reference", help="reference label map: print Dice and HD95 on the slices not given")
     adapt.add_argument("--seed", type=int, default=0)
