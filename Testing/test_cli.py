@@ -117,3 +117,19 @@ def test_installed_entry_point_runs_and_points_json_errors_name_the_file(tmp_pat
                            capture_output=True, text=True)
     assert child.returncode == 2
     assert "points.json: every point needs a 'position'" in child.stderr
+
+
+def test_between_fill_takes_fill_between_painted_slices_and_the_model_beyond(capsys, tmp_path, small_case):
+    image, labels = small_case
+    code, err = run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "fill.nrrd", "--method",
+                    "fill", "--quiet")
+    assert code == 0, err
+    code, err = run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "mixed.nrrd", "--method",
+                    "zero-shot", "--between", "fill", "--device", "cpu", "--quiet")
+    assert code == 0, err
+    fill, mixed = (read_volume(tmp_path / name, label=True).array for name in ("fill.nrrd", "mixed.nrrd"))
+    np.testing.assert_array_equal(mixed[3:9], fill[3:9])
+    assert not fill[9:].any() and mixed[9].any()  # the model's walk goes on past the last painted slice
+    with pytest.raises(SystemExit) as bad:
+        run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "x.nrrd", "--between", "both")
+    assert bad.value.code == 2 and "--between: invalid choice: 'both'" in capsys.readouterr().err

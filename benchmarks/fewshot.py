@@ -53,8 +53,7 @@ def bin_centre_slices(mask: np.ndarray, k: int) -> list[int]:
 
 
 STOP_VARIANTS = {"iou0.5": {}, "iou0.3": {"min_iou": 0.3}, "iou0.7": {"min_iou": 0.7},
-                 "area0.2": {"min_area_fraction": 0.2}, "growth1.2": {"max_growth": 1.2},
-                 "growth1.5": {"max_growth": 1.5}}
+                 "growth1.2": {"max_growth": 1.2}}
 """Stopping rules compared by ``--ablation`` (changes from the default :class:`StopRule`)."""
 
 

@@ -48,7 +48,8 @@ def ablation_table(table: list[dict]) -> None:
     rows = [r["ablation"] for r in table if "ablation" in r]
     if not rows:
         return
-    stops = [name for name, value in rows[0].items() if isinstance(value, dict) and "model" in value]
+    stops = [name for name, value in rows[0].items() if isinstance(value, dict) and "model" in value
+             and all(name in r for r in rows)]
     print(f"\nInference variants of the same adapted model, mean Dice over {len(rows)} cases "
           f"(Fill chosen by leave-one-out in {sum(r['fill_wins'] for r in rows)}):\n")
     print("| stopping rule | model between | fill between | auto (LOO) |")
