@@ -216,3 +216,17 @@ def test_command_line_adapts_and_predicts_without_prompts(blob, checkpoint, tmp_
     predicted = read_volume(tmp_path / "new.nii.gz", label=True)
     assert predicted.geometry.matches(image.geometry)
     assert _dice(predicted.array == 3, labels.array == 3) > 0.6
+
+
+def test_command_line_pretrained_class_outside_the_head_is_bad_input(blob, checkpoint, tmp_path, capsys):
+    from medadapt.cli import main
+    from medadapt.volume import write_volume
+    image, labels = blob
+    write_volume(image, tmp_path / "ct.nii.gz")
+    write_volume(labels, tmp_path / "painted.nii.gz")
+    assert main(["adapt", str(tmp_path / "ct.nii.gz"), "--exemplars", str(tmp_path / "painted.nii.gz"), "--slices",
+                 ",".join(map(str, PAINTED)), "-o", str(tmp_path / "seg.nii.gz"), "--base-model", "swinunetr",
+                 "--checkpoint", str(checkpoint), "--input-size", str(PATCH), "--method", "linear-probe",
+                 "--pretrained-class", "99", "--device", "cpu", "--quiet"]) == 2
+    assert "--pretrained-class: expected 0.." in capsys.readouterr().err
+    assert not (tmp_path / "seg.nii.gz").exists()

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--between", choices=("model", "fill", "auto"),
                        help="what segments the slices between painted ones: the model, Fill between slices, or "
                        "auto (whichever predicted held-out painted slices better; the default)")
+    adapt.add_argument("--pretrained-class", type=int, help="swinunetr heads: start the probe from this channel of "
+                       "the backbone's pretrained output layer (a structure it was trained on)")
     adapt.add_argument("--lora-parts", help="encoder, decoder or encoder,decoder (default: decoder on CPU, "
                        "encoder,decoder on a GPU)")
     predict = commands.add_parser("predict", help="apply a saved adapter to another volume")

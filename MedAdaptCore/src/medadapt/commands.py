@@ -56,6 +56,8 @@ def adapt_config(args: argparse.Namespace) -> AdaptConfig:
     config.adapter.parts = default_adapter_parts(config.device)
     if args.between:
         config.between = args.between
+    if args.pretrained_class is not None:
+        config.head.pretrained_class = args.pretrained_class
     if args.lora_parts:
         config.adapter.parts = tuple(p.strip() for p in args.lora_parts.split(","))
         if not set(config.adapter.parts) <= {"encoder", "decoder"}:
