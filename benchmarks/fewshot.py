@@ -52,9 +52,9 @@ def bin_centre_slices(mask: np.ndarray, k: int) -> list[int]:
     return sorted({int((edges[i] + edges[i + 1]) / 2) for i in range(k)})
 
 
-STOP_VARIANTS = {"iou0.5": {}, "iou0.3": {"min_iou": 0.3}, "iou0.7": {"min_iou": 0.7},
+STOP_VARIANTS = {"iou0.5": {"min_iou": 0.5}, "iou0.3": {"min_iou": 0.3}, "iou0.7": {"min_iou": 0.7},
                  "growth1.2": {"max_growth": 1.2}}
-"""Stopping rules compared by ``--ablation`` (changes from the default :class:`StopRule`)."""
+"""Stopping rules compared by ``--ablation`` (:class:`StopRule` fields that differ from its defaults)."""
 
 
 def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, cache) -> dict:

@@ -33,7 +33,7 @@ class AdaptConfig:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     stop: StopRule = field(default_factory=StopRule)
     head: HeadConfig = field(default_factory=HeadConfig)
-    between: str = "model"
+    between: str = "auto"
     """What segments the slices between painted ones: ``model``, ``fill`` (Fill-between-slices) or ``auto``
     (per structure, whichever predicted the held-out painted slices better, see :mod:`medadapt.calibration`)."""
     largest_component: bool = False

@@ -21,7 +21,7 @@ class StopRule:
     too much from the previous slice (IoU below ``min_iou``) or grows by more than ``max_growth`` times the
     previous slice's area (structures taper outwards; ``None``: no limit)."""
 
-    min_iou: float = 0.5
+    min_iou: float = 0.7
     min_area_fraction: float = 0.03
     max_growth: float | None = None
     box_margin: float = 3.0
