@@ -85,7 +85,8 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from MedAdaptSlicerLib.parameters import Parameters
         return Parameters(method=self.ui.methodComboBox.currentText, device=self.ui.deviceComboBox.currentText,
                           iterations=self.ui.iterationsSpinBox.value, rank=self.ui.rankSpinBox.value,
-                          synthesis_per_exemplar=self.ui.synthesisSpinBox.value, seed=self.ui.seedSpinBox.value)
+                          synthesis_per_exemplar=self.ui.synthesisSpinBox.value, seed=self.ui.seedSpinBox.value,
+                          between=self.ui.betweenComboBox.currentText)
 
     def target(self):
         """(volume, segmentation, segment ID) chosen in the Inputs panel."""

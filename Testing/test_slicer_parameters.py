@@ -9,13 +9,14 @@ from medadapt.errors import InputError
 
 def test_parameters_map_onto_core_config():
     config = Parameters(method="zero-shot", device="cpu", iterations=7, rank=2, synthesis_per_exemplar=3,
-                        seed=5).to_config()
-    assert (config.method, config.device, config.seed) == ("zero-shot", "cpu", 5)
+                        seed=5, between="fill").to_config()
+    assert (config.method, config.device, config.seed, config.between) == ("zero-shot", "cpu", 5, "fill")
     assert (config.train.iterations, config.adapter.rank, config.synthesis.per_exemplar) == (7, 2, 3)
 
 
 @pytest.mark.parametrize("field, value, message", [("method", "magic", "method"), ("device", "tpu", "device"),
-                                                   ("iterations", 0, "iterations"), ("rank", 0, "rank")])
+                                                   ("iterations", 0, "iterations"), ("rank", 0, "rank"),
+                                                   ("between", "both", "between painted slices")])
 def test_bad_values_name_the_field(field, value, message):
     with pytest.raises(InputError, match=message):
         Parameters(**{field: value}).to_config()

@@ -8,12 +8,13 @@ from medadapt.config import METHODS, AdaptConfig
 from medadapt.errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda")
+BETWEEN = ("auto", "model", "fill")
 
 
 @dataclass
 class Parameters:
     """What the Advanced panel shows: method, device, training iterations, LoRA rank, synthetic pairs per
-    painted slice and random seed."""
+    painted slice, random seed and what segments the slices between painted ones."""
 
     method: str = "lora"
     device: str = "auto"
@@ -21,11 +22,14 @@ class Parameters:
     rank: int = 4
     synthesis_per_exemplar: int = 6
     seed: int = 0
+    between: str = "auto"
 
     def validate(self) -> "Parameters":
         """Return ``self`` or raise :class:`InputError` naming the bad field."""
         if self.method not in METHODS:
             raise InputError(f"method: expected one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.between not in BETWEEN:
+            raise InputError(f"between painted slices: expected one of {', '.join(BETWEEN)}, got {self.between!r}")
         if self.device not in DEVICES:
             raise InputError(f"device: expected one of {', '.join(DEVICES)}, got {self.device!r}")
         for name in ("iterations", "rank"):
@@ -38,7 +42,7 @@ class Parameters:
     def to_config(self) -> AdaptConfig:
         """Core configuration with these settings and every other tunable at its default."""
         self.validate()
-        config = AdaptConfig(method=self.method, device=self.device, seed=int(self.seed))
+        config = AdaptConfig(method=self.method, device=self.device, seed=int(self.seed), between=self.between)
         config.adapter = replace(config.adapter, rank=int(self.rank))
         config.train = replace(config.train, iterations=int(self.iterations))
         config.synthesis = replace(config.synthesis, per_exemplar=int(self.synthesis_per_exemplar))
