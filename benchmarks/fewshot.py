@@ -65,7 +65,7 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
     from medadapt.calibration import leave_one_out
     from medadapt.config import AdaptConfig
     from medadapt.metrics import hidden_slices_only, mask_dice
-    from medadapt.pipeline import assign_labels, blend_fill, exemplar_seeds, slice_stack
+    from medadapt.pipeline import assign_labels, exemplar_seeds, fill_gaps, slice_stack
     from medadapt.propagation import StopRule, propagate
     from medadapt.slice_frame import in_plane_spacing
     from medadapt.slice_model import SliceModel
@@ -85,7 +85,7 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
     out = {"loo_model": checks.model.get(1), "loo_fill": checks.fill.get(1), "fill_wins": fill_wins}
     for name, change in STOP_VARIANTS.items():
         probability = propagate(model, seeds, StopRule(**change))
-        filled = blend_fill(probability, exemplars, 1, 1.0) if len(seeds) > 1 else probability
+        filled = fill_gaps(probability, exemplars, 1) if len(seeds) > 1 else probability
         out[name] = {"model": dice(probability), "fill": dice(filled),
                      "auto": dice(filled if fill_wins else probability)}
         if name == "iou0.5":

@@ -1,9 +1,12 @@
 """Markdown tables (per case and mean, per k) from the JSON lines written by ``fewshot.py``.
 
-    python benchmarks/summarize.py benchmarks/results/fewshot.jsonl [--lora-from iou0.5/auto]
+    python benchmarks/summarize.py benchmarks/results/fewshot.jsonl [--lora-from iou0.7/auto10]
 
 ``--lora-from STOP/BETWEEN`` takes the lora column of rows that carry an ``ablation`` from that inference
-variant of the same adapted model (what ``medadapt adapt`` gives with that stopping rule and ``--between``).
+variant of the same adapted model (what ``medadapt adapt`` gives with that stopping rule and ``--between``):
+BETWEEN is ``model``, ``fill``, ``auto`` (leave-one-out choice, every gap) or ``auto10`` (the default: the
+leave-one-out choice, Fill only in gaps of at most ``AdaptConfig.fill_max_gap_mm``, derived from the row's
+model / fill values and the case's slice spacing).
 """
 
 from __future__ import annotations
@@ -13,15 +16,37 @@ import json
 from collections import defaultdict
 
 import numpy as np
+import SimpleITK as sitk
+from fewshot import DATA, cases
+
+from medadapt.config import AdaptConfig
 
 METHODS = ("lora", "zero-shot", "fill")
+BETWEEN = ("model", "fill", "auto", "auto10")
+
+
+def slice_spacing(case: str) -> float:
+    """Spacing (mm) along the array's first axis (SimpleITK z) of the case's image."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(DATA / cases()[case][0]))
+    reader.ReadImageInformation()
+    return reader.GetSpacing()[2]
+
+
+def between_dice(row: dict, stop: str, between: str) -> float:
+    """Dice of one ablation variant; ``auto10`` lets Fill take only gaps of at most ``fill_max_gap_mm``."""
+    values = row["ablation"][stop]
+    if between != "auto10":
+        return values[between]
+    gaps = np.diff(row["slices"]) * slice_spacing(row["case"])
+    short = len(gaps) > 0 and gaps.max() <= AdaptConfig().fill_max_gap_mm
+    return values["fill"] if row["ablation"]["fill_wins"] and short else values["model"]
 
 
 def lora_dice(row: dict, variant: str | None) -> float:
     """The row's lora Dice, or that of the named ablation variant when the row has one."""
     if variant and "ablation" in row:
-        stop, between = variant.split("/")
-        return row["ablation"][stop][between]
+        return between_dice(row, *variant.split("/"))
     return row["lora"]["dice"]
 
 
@@ -52,11 +77,12 @@ def ablation_table(table: list[dict]) -> None:
              and all(name in r for r in rows)]
     print(f"\nInference variants of the same adapted model, mean Dice over {len(rows)} cases "
           f"(Fill chosen by leave-one-out in {sum(r['fill_wins'] for r in rows)}):\n")
-    print("| stopping rule | model between | fill between | auto (LOO) |")
-    print("|---|---|---|---|")
+    print("| stopping rule | model between | fill between | auto (LOO) | auto, gaps <= "
+          f"{AdaptConfig().fill_max_gap_mm:g} mm |")
+    print("|---|---|---|---|---|")
     for stop in stops:
-        print(f"| {stop} | " + " | ".join(f"{np.mean([r[stop][b] for r in rows]):.3f}"
-                                          for b in ("model", "fill", "auto")) + " |")
+        print(f"| {stop} | " + " | ".join(f"{np.mean([between_dice(r, stop, b) for r in table if 'ablation' in r]):.3f}"
+                                          for b in BETWEEN) + " |")
     for post in ("largest_component", "fill_holes"):
         print(f"\n{post} (iou0.5, model between): {np.mean([r[post] for r in rows]):.3f}", end="")
     print()

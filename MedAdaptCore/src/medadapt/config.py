@@ -36,6 +36,10 @@ class AdaptConfig:
     between: str = "auto"
     """What segments the slices between painted ones: ``model``, ``fill`` (Fill-between-slices) or ``auto``
     (per structure, whichever predicted the held-out painted slices better, see :mod:`medadapt.calibration`)."""
+    fill_max_gap_mm: float = 10.0
+    """With ``auto``, Fill takes over only gaps between painted slices at most this far apart (mm): contour
+    interpolation is strong between close slices and degrades over long gaps, where the model's propagation
+    holds (measured in BENCHMARKS.md)."""
     largest_component: bool = False
     fill_holes: bool = False
 

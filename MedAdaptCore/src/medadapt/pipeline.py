@@ -116,7 +116,8 @@ def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict
             config: AdaptConfig, prompts: dict[int, SlicePrompts], progress: ProgressCallback | None = None,
             cancel: CancelFlag | None = None, fill_labels: set[int] = frozenset()) -> np.ndarray:
     """Label stack (slice axis first) from propagating each label's seed masks (see :func:`assign_labels`);
-    for ``fill_labels`` Fill-between-slices replaces the model between the outermost painted slices."""
+    for ``fill_labels`` Fill-between-slices replaces the model in the gaps between painted slices that
+    :func:`fill_max_gap` allows."""
     labels = sorted(seeds_by_label)
     probabilities = {}
     for n, label in enumerate(labels):
@@ -124,7 +125,7 @@ def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict
         negatives = set(exemplars.negative_slices(label)) if exemplars and label in exemplars.label_slices else set()
         probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives)
         if label in fill_labels and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
-            probability = blend_fill(probability, exemplars, label, 1.0)
+            probability = fill_gaps(probability, exemplars, label, fill_max_gap(exemplars, config))
         probabilities[label] = probability
         report(progress, Progress("segment", n + 1, len(labels)))
     return assign_labels(probabilities, exemplars, config)
@@ -155,16 +156,30 @@ def assign_labels(probabilities: dict[int, np.ndarray], exemplars: Exemplars | N
     return out
 
 
-def blend_fill(probability: np.ndarray, exemplars: Exemplars, label: int, weight: float) -> np.ndarray:
-    """Mix Fill-between-slices (binary) into the model's probability between the outermost painted slices of
-    ``label`` with ``weight``; slice axis first, as in :func:`segment`."""
+def fill_gaps(probability: np.ndarray, exemplars: Exemplars, label: int, max_gap: float | None = None
+              ) -> np.ndarray:
+    """``probability`` (slice axis first, as in :func:`segment`) with Fill-between-slices taking over in the
+    gaps between consecutive painted slices of ``label`` that are at most ``max_gap`` slices apart (every gap
+    when ``None``)."""
+    painted = exemplars.label_slices[label]
+    gaps = [(low, high) for low, high in zip(painted[:-1], painted[1:])
+            if high - low > 1 and (max_gap is None or high - low <= max_gap)]
+    if not gaps:
+        return probability
     only = exemplars.labelmap.with_array((exemplars.labelmap.array == label).astype(np.int16))
-    filled = np.moveaxis(fill_between_slices(Exemplars(only, exemplars.axis, exemplars.label_slices[label],
-                                                       {1: exemplars.label_slices[label]})), exemplars.axis, 0)
-    low, high = exemplars.label_slices[label][0], exemplars.label_slices[label][-1]
+    filled = np.moveaxis(fill_between_slices(Exemplars(only, exemplars.axis, painted, {1: painted})),
+                         exemplars.axis, 0) > 0
     out = probability.copy()
-    out[low + 1:high] = (1 - weight) * probability[low + 1:high] + weight * (filled[low + 1:high] > 0)
+    for low, high in gaps:
+        out[low + 1:high] = filled[low + 1:high]
     return out
+
+
+def fill_max_gap(exemplars: Exemplars, config: AdaptConfig) -> float | None:
+    """Longest gap (in slices) Fill may take over: ``config.fill_max_gap_mm`` for ``auto``, any for ``fill``."""
+    if config.between == "fill":
+        return None
+    return config.fill_max_gap_mm / float(tuple(reversed(exemplars.labelmap.geometry.spacing))[exemplars.axis])
 
 
 def exemplar_seeds(exemplars: Exemplars) -> dict[int, dict[int, np.ndarray]]:
