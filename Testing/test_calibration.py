@@ -29,3 +29,27 @@ def test_fill_is_chosen_only_when_it_predicted_the_interior_slices_better():
     assert not checks.fill_is_better(2)
     assert not checks.fill_is_better(3)  # no interior slice: nothing to compare, the model stays
     assert checks.validation_dice() == {1: np.mean([0.9, 0.4, 0.9]), 2: np.mean([0.1, 0.75, 0.1]), 3: 0.5}
+
+
+def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
+    from conftest import ANISOTROPIC_SPACING, OBLIQUE_DIRECTION
+
+    from medadapt.config import AdaptConfig
+    from medadapt.exemplars import find_exemplars
+    from medadapt.pipeline import fill_gaps, fill_max_gap
+    from medadapt.volume import Geometry, Volume
+
+    painted = np.zeros((20, 64, 80), np.int16)
+    for s in (2, 5, 15):  # gaps of 3 and 10 slices: 7.5 and 25 mm at 2.5 mm spacing
+        painted[s][_disc(8)] = 3
+    geometry = Geometry((80, 64, 20), ANISOTROPIC_SPACING, (1.0, 2.0, 3.0), OBLIQUE_DIRECTION)
+    exemplars = find_exemplars(Volume(painted, geometry), Volume(painted, geometry))
+    assert exemplars.axis == 0 and fill_max_gap(exemplars, AdaptConfig()) == 10.0 / 2.5
+    assert fill_max_gap(exemplars, AdaptConfig(between="fill")) is None
+    model = np.full(painted.shape, 0.25, np.float32)
+    short_only = fill_gaps(model, exemplars, 3, fill_max_gap(exemplars, AdaptConfig()))
+    assert all(mask_dice(short_only[s] > 0.5, _disc(8)) > 0.95 for s in (3, 4))
+    np.testing.assert_array_equal(short_only[6:15], model[6:15])
+    every_gap = fill_gaps(model, exemplars, 3)
+    assert all(mask_dice(every_gap[s] > 0.5, _disc(8)) > 0.95 for s in range(3, 15) if s != 5)
+    np.testing.assert_array_equal(every_gap[16:], model[16:])  # nothing past the last painted slice
