@@ -121,15 +121,17 @@ def test_installed_entry_point_runs_and_points_json_errors_name_the_file(tmp_pat
 
 def test_between_fill_takes_fill_between_painted_slices_and_the_model_beyond(capsys, tmp_path, small_case):
     image, labels = small_case
-    code, err = run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "fill.nrrd", "--method",
-                    "fill", "--quiet")
-    assert code == 0, err
-    code, err = run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "mixed.nrrd", "--method",
-                    "zero-shot", "--between", "fill", "--device", "cpu", "--quiet")
-    assert code == 0, err
-    fill, mixed = (read_volume(tmp_path / name, label=True).array for name in ("fill.nrrd", "mixed.nrrd"))
-    np.testing.assert_array_equal(mixed[3:9], fill[3:9])
-    assert not fill[9:].any() and mixed[9].any()  # the model's walk goes on past the last painted slice
+    runs = {"fill": ["--method", "fill"], "model": ["--method", "zero-shot", "--between", "model"],
+            "mixed": ["--method", "zero-shot", "--between", "fill"]}
+    for name, options in runs.items():
+        code, err = run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / f"{name}.nrrd", *options,
+                        "--device", "cpu", "--quiet")
+        assert code == 0, err
+    fill, model, mixed = (read_volume(tmp_path / f"{name}.nrrd", label=True).array for name in runs)
+    np.testing.assert_array_equal(mixed[3:9], fill[3:9])  # painted slices 3 and 8 and Fill between them
+    np.testing.assert_array_equal(mixed[:3], model[:3])  # beyond them: the model's outward walks
+    np.testing.assert_array_equal(mixed[9:], model[9:])
+    assert not np.array_equal(model[4:8], fill[4:8])
     with pytest.raises(SystemExit) as bad:
         run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "x.nrrd", "--between", "both")
     assert bad.value.code == 2 and "--between: invalid choice: 'both'" in capsys.readouterr().err
