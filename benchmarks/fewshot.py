@@ -53,7 +53,7 @@ def bin_centre_slices(mask: np.ndarray, k: int) -> list[int]:
 
 
 STOP_VARIANTS = {"iou0.5": {"min_iou": 0.5}, "iou0.3": {"min_iou": 0.3}, "iou0.7": {"min_iou": 0.7},
-                 "growth1.2": {"max_growth": 1.2}}
+                 "growth1.2": {"min_iou": 0.5, "max_growth": 1.2}}
 """Stopping rules compared by ``--ablation`` (:class:`StopRule` fields that differ from its defaults)."""
 
 
