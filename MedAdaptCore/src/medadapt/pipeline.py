@@ -34,8 +34,7 @@ from .volume import Volume
 @dataclass
 class AdaptResult:
     """Segmentation on the image grid, the adapted backend (``None`` for ``fill``), the FSEFT heads (the
-    method's own, or the seed head beside ``lora``), and run facts (size priors of transductive methods, the
-    labels whose slices between painted ones came from Fill-between-slices)."""
+    method's own, or the seed head beside ``lora``), and run facts (size priors of transductive methods)."""
 
     segmentation: Volume
     backend: PromptableBackend | None
@@ -45,7 +44,6 @@ class AdaptResult:
     seconds: float = 0.0
     heads: HeadSet | None = None
     size_priors: dict[int, float] = field(default_factory=dict)
-    fill_labels: set[int] = field(default_factory=set)
 
 
 def spacing_rcs(image: Volume, axis: int) -> tuple[float, float, float]:
@@ -247,7 +245,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     labels = segment(model, exemplars, exemplar_seeds(exemplars), config, prompts, progress, cancel, fill_labels)
     segmentation = image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, exemplars.axis)))
     return AdaptResult(segmentation, backend, window, checks.validation_dice(), losses,
-                       time.monotonic() - started, heads, fill_labels=fill_labels)
+                       time.monotonic() - started, heads)
 
 
 def _adapt_heads(image: Volume, exemplars: Exemplars, config: AdaptConfig, model: SliceModel,
@@ -345,6 +343,8 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     if not seeds:
         raise InputError("predict: no prompt to start from; give --exemplars (painted slices) or --points with "
                          "at least one positive point on the structure (or use a model saved with a seed head)")
-    fill_labels = check_exemplars(model, exemplars, config)[1] if exemplars is not None else set()
+    fill_labels = set()
+    if exemplars is not None and config.between != "model":  # the model alone needs no leave-one-out walks
+        fill_labels = check_exemplars(model, exemplars, config)[1]
     labels = segment(model, exemplars, seeds, config, prompts, progress, cancel, fill_labels)
     return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))
