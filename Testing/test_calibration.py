@@ -36,7 +36,7 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
 
     from medadapt.config import AdaptConfig
     from medadapt.exemplars import find_exemplars
-    from medadapt.pipeline import fill_gaps, fill_max_gap
+    from medadapt.pipeline import fill_gaps, fill_max_gap, gap_labels
     from medadapt.volume import Geometry, Volume
 
     painted = np.zeros((20, 64, 80), np.int16)
@@ -46,6 +46,8 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
     exemplars = find_exemplars(Volume(painted, geometry), Volume(painted, geometry))
     assert exemplars.axis == 0 and fill_max_gap(exemplars, AdaptConfig()) == 10.0 / 2.5
     assert fill_max_gap(exemplars, AdaptConfig(between="fill")) is None
+    assert gap_labels(exemplars, AdaptConfig()) == {3}  # the 3-slice gap is short enough
+    assert gap_labels(exemplars, AdaptConfig(fill_max_gap_mm=5.0)) == set()  # Fill's held-out runs are skipped
     model = np.full(painted.shape, 0.25, np.float32)
     short_only = fill_gaps(model, exemplars, 3, fill_max_gap(exemplars, AdaptConfig()))
     assert all(mask_dice(short_only[s] > 0.5, _disc(8)) > 0.95 for s in (3, 4))

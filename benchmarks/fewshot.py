@@ -74,7 +74,7 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
                        in_plane_spacing(image.geometry.spacing, 0), embeddings=cache.slices(result.backend, 0,
                                                                                             result.window))
     seeds = exemplar_seeds(exemplars)[1]
-    checks = leave_one_out(model, {1: seeds}, StopRule(), with_fill=True)
+    checks = leave_one_out(model, {1: seeds}, StopRule(), fill_labels={1})
     fill_wins = checks.fill_is_better(1)
     truth = hidden_slices_only(target > 0, 0, slices)
 

@@ -4,6 +4,7 @@ Fill fills the slices between painted ones."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,8 +67,8 @@ def fill_held_slice(seeds: dict[int, np.ndarray], held: int) -> np.ndarray:
 
 
 def leave_one_out(model: SliceModel, seeds_by_label: dict[int, dict[int, np.ndarray]], rule: StopRule,
-                  with_fill: bool) -> LeaveOneOut:
-    """Held-out Dice of every painted slice of labels with >= 2 of them (and of Fill, when ``with_fill``, on
+                  fill_labels: Collection[int] = ()) -> LeaveOneOut:
+    """Held-out Dice of every painted slice of labels with >= 2 of them (and of Fill, for ``fill_labels``, on
     the slices between two others)."""
     result = LeaveOneOut()
     for label, seeds in seeds_by_label.items():
@@ -77,6 +78,6 @@ def leave_one_out(model: SliceModel, seeds_by_label: dict[int, dict[int, np.ndar
         for held, truth in seeds.items():
             others = {s: m for s, m in seeds.items() if s != held}
             result.model[label][held] = mask_dice(predict_held_slice(model, others, held, rule) > 0.5, truth)
-            if with_fill and min(others) < held < max(others):
+            if label in fill_labels and min(others) < held < max(others):
                 result.fill[label][held] = mask_dice(fill_held_slice(others, held), truth)
     return result

@@ -103,8 +103,9 @@ def training_set(model: SliceModel, exemplars: Exemplars, config: AdaptConfig, r
 
 def check_exemplars(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> tuple[LeaveOneOut, set[int]]:
     """Leave-one-out checks of the painted slices and the labels whose slices between painted ones Fill
-    segments (per ``config.between``)."""
-    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, with_fill=config.between == "auto")
+    segments (per ``config.between``; with ``auto``, Fill is scored only for labels with a gap it may fill)."""
+    fillable = gap_labels(exemplars, config) if config.between == "auto" else set()
+    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, fill_labels=fillable)
     chosen = {label for label in exemplars.labels
               if config.between == "fill" or (config.between == "auto" and checks.fill_is_better(label))}
     return checks, chosen
@@ -141,10 +142,8 @@ def assign_labels(probabilities: dict[int, np.ndarray], exemplars: Exemplars | N
         mask = probability > 0.5
         if config.fill_holes:
             mask = np.stack([ndimage.binary_fill_holes(m) for m in mask])
-        if config.largest_component and mask.any():
-            components, count = ndimage.label(mask)
-            if count > 1:
-                mask = components == (np.argmax(np.bincount(components.ravel())[1:]) + 1)
+        if config.largest_component:
+            mask = largest_component(mask)
         take = mask & (probability > best)
         out[take], best[take] = label, probability[take]
     if exemplars is not None:
@@ -178,6 +177,14 @@ def fill_max_gap(exemplars: Exemplars, config: AdaptConfig) -> float | None:
     if config.between == "fill":
         return None
     return config.fill_max_gap_mm / float(tuple(reversed(exemplars.labelmap.geometry.spacing))[exemplars.axis])
+
+
+def gap_labels(exemplars: Exemplars, config: AdaptConfig) -> set[int]:
+    """Labels with a gap between consecutive painted slices that Fill may take over (:func:`fill_max_gap`)."""
+    max_gap = fill_max_gap(exemplars, config)
+    return {label for label, painted in exemplars.label_slices.items()
+            if any(1 < high - low and (max_gap is None or high - low <= max_gap)
+                   for low, high in zip(painted[:-1], painted[1:]))}
 
 
 def exemplar_seeds(exemplars: Exemplars) -> dict[int, dict[int, np.ndarray]]:
