@@ -94,8 +94,9 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
     return out
 
 
-def run_one(case: str, k: int, methods: list[str], with_ablation: bool = False) -> dict:
-    """Adapt one case with every method; scores on the hidden slices, seconds and this process's peak RAM."""
+def run_one(case: str, k: int, methods: list[str], with_ablation: bool = False, cache=None) -> dict:
+    """Adapt one case with every method; scores on the hidden slices, seconds and this process's peak RAM
+    (``cache``: slice embeddings shared with earlier runs on the same image)."""
     from medadapt.config import AdaptConfig
     from medadapt.exemplars import find_exemplars
     from medadapt.metrics import evaluate
@@ -110,7 +111,7 @@ def run_one(case: str, k: int, methods: list[str], with_ablation: bool = False) 
     exemplars = find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
     spacing_zyx = tuple(reversed(image.geometry.spacing))
     row = {"case": case, "k": k, "slices": slices}
-    cache = EmbeddingCache()  # zero-shot reuses the frozen-encoder embeddings of the lora run
+    cache = cache if cache is not None else EmbeddingCache()  # zero-shot reuses the frozen-encoder embeddings of the lora run
     for method in methods:
         if method == "fill" and k < 2:
             row[method] = {"dice": None, "note": "needs two slices"}
@@ -135,15 +136,18 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--ablation", action="store_true",
                         help="also score inference variants of the adapted lora model (see ablation())")
-    parser.add_argument("--one", nargs=2, metavar=("CASE", "K"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs="+", metavar=("CASE", "K"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
     if args.list:
         print("\n".join(cases()))
         return
-    if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.methods, args.ablation)))
+    if args.one:  # CASE K [K ...]: one line per k; the ks share the case's slice embeddings (and peak RAM)
+        from medadapt.pipeline import EmbeddingCache
+        cache = EmbeddingCache()
+        for k in args.one[1:]:
+            print(json.dumps(run_one(args.one[0], int(k), args.methods, args.ablation, cache)), flush=True)
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for k in args.k:
