@@ -1,6 +1,8 @@
 """Markdown tables (per case and mean, per k) from the JSON lines written by ``fewshot.py``.
 
-    python benchmarks/summarize.py benchmarks/results/fewshot.jsonl [--lora-from iou0.7/auto10]
+    python benchmarks/summarize.py benchmarks/results/fewshot.jsonl [MORE.jsonl ...] [--lora-from iou0.7/auto10]
+
+Rows of the same (case, k) from several files are merged (a later file adds the methods an earlier one lacks).
 
 ``--lora-from STOP/BETWEEN`` takes the lora column of rows that carry an ``ablation`` from that inference
 variant of the same adapted model (what ``medadapt adapt`` gives with that stopping rule and ``--between``):
@@ -21,7 +23,7 @@ from fewshot import DATA, cases
 
 from medadapt.config import AdaptConfig
 
-METHODS = ("lora", "zero-shot", "fill")
+from fewshot import FSEFT_METHODS, METHODS
 BETWEEN = ("model", "fill", "auto", "auto10")
 
 
@@ -51,20 +53,22 @@ def lora_dice(row: dict, variant: str | None) -> float:
 
 
 def dice_table(table: list[dict], variant: str | None) -> None:
-    """Per-case Dice of each method, lora adapt seconds and peak RAM, then the means."""
-    print("| case | slices | " + " | ".join(f"{m} Dice" for m in METHODS) + " | lora s | peak RAM GB |")
-    print("|---|---|" + "---|" * (len(METHODS) + 2))
+    """Per-case Dice of each method present, lora adapt seconds and peak RAM, then the means."""
+    methods = [m for m in METHODS + FSEFT_METHODS if any(m in row for row in table)]
+    print("| case | slices | " + " | ".join(f"{m} Dice" for m in methods) + " | lora s | peak RAM GB |")
+    print("|---|---|" + "---|" * (len(methods) + 2))
     columns = defaultdict(list)
     for row in sorted(table, key=lambda r: r["case"]):
         cells = []
-        for m in METHODS:
+        for m in methods:
             value = lora_dice(row, variant) if m == "lora" else row.get(m, {}).get("dice")
             if value is not None:
                 columns[m].append(value)
             cells.append(f"{value:.3f}" if value is not None else "–")
+        seconds = f"{row['lora']['seconds']:.0f}" if "lora" in row else "–"
         print(f"| {row['case']} | {','.join(map(str, row['slices']))} | " + " | ".join(cells)
-              + f" | {row['lora']['seconds']:.0f} | {row['peak_ram_gb']:.2f} |")
-    means = [f"**{np.mean(columns[m]):.3f}**" if columns[m] else "–" for m in METHODS]
+              + f" | {seconds} | {row['peak_ram_gb']:.2f} |")
+    means = [f"**{np.mean(columns[m]):.3f}**" if columns[m] else "–" for m in methods]
     print(f"| **mean of {len(table)}** | | " + " | ".join(means) + " | | |")
 
 
@@ -91,13 +95,19 @@ def ablation_table(table: list[dict]) -> None:
 def main() -> None:
     """Print one table per k (and the ablation summary where rows carry one)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path")
+    parser.add_argument("paths", nargs="+")
     parser.add_argument("--lora-from", help="ablation variant STOP/BETWEEN for the lora column, e.g. iou0.5/auto")
     args = parser.parse_args()
+    merged: dict[tuple[int, str], dict] = {}
+    for path in args.paths:
+        for line in open(path):
+            row = json.loads(line)
+            target = merged.setdefault((row["k"], row["case"]), {})
+            for key, value in row.items():
+                target.setdefault(key, value)
     rows = defaultdict(list)
-    for line in open(args.path):
-        row = json.loads(line)
-        rows[row["k"]].append(row)
+    for (k, _), row in merged.items():
+        rows[k].append(row)
     for k, table in sorted(rows.items()):
         print(f"\n### k = {k}\n")
         dice_table(table, args.lora_from)
