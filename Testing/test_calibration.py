@@ -36,7 +36,7 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
 
     from medadapt.config import AdaptConfig
     from medadapt.exemplars import find_exemplars
-    from medadapt.pipeline import fill_gaps, fill_max_gap, gap_labels
+    from medadapt.between import fill_gaps, fill_max_gap, gap_labels
     from medadapt.volume import Geometry, Volume
 
     painted = np.zeros((20, 64, 80), np.int16)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import LIVER, oblique_image
+from conftest import oblique_image
 
 from medadapt.cli import main
 from medadapt.volume import read_volume

@@ -12,7 +12,8 @@ from medadapt.features import SliceFeatures
 from medadapt.fseft import HeadConfig, train_head
 from medadapt.heads import SegmentationHead, SpatialAdapter
 from medadapt.metrics import evaluate
-from medadapt.pipeline import EmbeddingCache, adapt, seeds_from_heads, segment, slice_stack
+from medadapt.pipeline import EmbeddingCache, adapt, segment, slice_stack
+from medadapt.seeds import seeds_from_heads
 from medadapt.size_prior import expected_size, robust_areas, size_penalty
 from medadapt.slice_frame import in_plane_spacing
 from medadapt.slice_model import SliceModel

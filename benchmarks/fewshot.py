@@ -65,7 +65,9 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
     from medadapt.calibration import leave_one_out
     from medadapt.config import AdaptConfig
     from medadapt.metrics import hidden_slices_only, mask_dice
-    from medadapt.pipeline import assign_labels, exemplar_seeds, fill_gaps, slice_stack
+    from medadapt.between import fill_gaps
+    from medadapt.pipeline import assign_labels, slice_stack
+    from medadapt.seeds import exemplar_seeds
     from medadapt.propagation import StopRule, propagate
     from medadapt.slice_frame import in_plane_spacing
     from medadapt.slice_model import SliceModel

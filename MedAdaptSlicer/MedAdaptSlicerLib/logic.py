@@ -13,8 +13,9 @@ from medadapt.devices import resolve_device
 from medadapt.errors import InputError
 from medadapt.exemplars import Exemplars, find_exemplars
 from medadapt.intensity import intensity_window
-from medadapt.pipeline import adapt, exemplar_seeds, predict, segment
+from medadapt.pipeline import adapt, predict, segment
 from medadapt.points import PointPrompt
+from medadapt.seeds import exemplar_seeds
 from medadapt.volume import Volume
 
 from . import results

@@ -13,7 +13,7 @@ from .adapters import add_lora
 from .backends import load_backend
 from .backends.base import PromptableBackend
 from .baselines import fill_between_slices
-from .calibration import LeaveOneOut, leave_one_out
+from .between import check_exemplars, fill_gaps, fill_max_gap
 from .config import HEAD_METHODS, METHODS, AdaptConfig
 from .devices import resolve_device
 from .errors import InputError
@@ -23,7 +23,8 @@ from .fseft import HeadSet, fit_heads
 from .intensity import intensity_window, is_ct, normalise
 from .points import PointPrompt
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
-from .propagation import SlicePrompts, propagate, walk
+from .propagation import SlicePrompts, propagate
+from .seeds import exemplar_seeds, largest_component, prompts_by_label, seeds_from_heads, seeds_from_points
 from .slice_frame import in_plane_spacing
 from .slice_model import SliceModel
 from .synthesis import SynthesisConfig, synthesize
@@ -54,18 +55,6 @@ def spacing_rcs(image: Volume, axis: int) -> tuple[float, float, float]:
 def slice_stack(image: Volume, axis: int, window: tuple[float, float]) -> np.ndarray:
     """The image normalised to [0, 1] with the slice axis first."""
     return normalise(np.moveaxis(image.array, axis, 0), window)
-
-
-def prompts_by_label(points: list[PointPrompt], axis: int) -> dict[int, SlicePrompts]:
-    """Point prompts grouped by structure label and slice along ``axis`` (row, col in the slice)."""
-    grouped: dict[int, SlicePrompts] = {}
-    for point in points:
-        prompts = grouped.setdefault(point.label, SlicePrompts())
-        index = point.index_zyx[axis]
-        in_plane = tuple(v for a, v in enumerate(point.index_zyx) if a != axis)
-        prompts.points.setdefault(index, []).append(in_plane)
-        prompts.labels.setdefault(index, []).append(1 if point.positive else 0)
-    return grouped
 
 
 def _background_slices(stack: np.ndarray, exemplars: Exemplars, count: int = 6) -> list[np.ndarray]:
@@ -99,16 +88,6 @@ def training_set(model: SliceModel, exemplars: Exemplars, config: AdaptConfig, r
             embeddings.append(model.embedding(s) if s is not None else model.backend.encode(frame[None]))
             report(progress, Progress("encode exemplars", n + 1, len(frames)))
     return frames, frame_masks, torch.cat(embeddings)
-
-
-def check_exemplars(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> tuple[LeaveOneOut, set[int]]:
-    """Leave-one-out checks of the painted slices and the labels whose slices between painted ones Fill
-    segments (per ``config.between``; with ``auto``, Fill is scored only for labels with a gap it may fill)."""
-    fillable = gap_labels(exemplars, config) if config.between == "auto" else set()
-    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, fill_labels=fillable)
-    chosen = {label for label in exemplars.labels
-              if config.between == "fill" or (config.between == "auto" and checks.fill_is_better(label))}
-    return checks, chosen
 
 
 def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict[int, dict[int, np.ndarray]],
@@ -151,46 +130,6 @@ def assign_labels(probabilities: dict[int, np.ndarray], exemplars: Exemplars | N
         for s in exemplars.slices:
             out[s] = painted[s]
     return out
-
-
-def fill_gaps(probability: np.ndarray, exemplars: Exemplars, label: int, max_gap: float | None = None
-              ) -> np.ndarray:
-    """``probability`` (slice axis first, as in :func:`segment`) with Fill-between-slices taking over in the
-    gaps between consecutive painted slices of ``label`` that are at most ``max_gap`` slices apart (every gap
-    when ``None``)."""
-    painted = exemplars.label_slices[label]
-    gaps = [(low, high) for low, high in zip(painted[:-1], painted[1:])
-            if high - low > 1 and (max_gap is None or high - low <= max_gap)]
-    if not gaps:
-        return probability
-    only = exemplars.labelmap.with_array((exemplars.labelmap.array == label).astype(np.int16))
-    filled = np.moveaxis(fill_between_slices(Exemplars(only, exemplars.axis, painted, {1: painted})),
-                         exemplars.axis, 0) > 0
-    out = probability.copy()
-    for low, high in gaps:
-        out[low + 1:high] = filled[low + 1:high]
-    return out
-
-
-def fill_max_gap(exemplars: Exemplars, config: AdaptConfig) -> float | None:
-    """Longest gap (in slices) Fill may take over: ``config.fill_max_gap_mm`` for ``auto``, any for ``fill``."""
-    if config.between == "fill":
-        return None
-    return config.fill_max_gap_mm / float(tuple(reversed(exemplars.labelmap.geometry.spacing))[exemplars.axis])
-
-
-def gap_labels(exemplars: Exemplars, config: AdaptConfig) -> set[int]:
-    """Labels with a gap between consecutive painted slices that Fill may take over (:func:`fill_max_gap`)."""
-    max_gap = fill_max_gap(exemplars, config)
-    return {label for label, painted in exemplars.label_slices.items()
-            if any(1 < high - low and (max_gap is None or high - low <= max_gap)
-                   for low, high in zip(painted[:-1], painted[1:]))}
-
-
-def exemplar_seeds(exemplars: Exemplars) -> dict[int, dict[int, np.ndarray]]:
-    """Painted masks by label and slice."""
-    painted = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)
-    return {label: {s: painted[s] == label for s in exemplars.label_slices[label]} for label in exemplars.labels}
 
 
 class EmbeddingCache:
@@ -274,46 +213,6 @@ def window_for(image: Volume, manifest_window: tuple[float, float] | None) -> tu
     if manifest_window is not None and is_ct(image.array):
         return tuple(manifest_window)
     return intensity_window(image.array)
-
-
-def seeds_from_points(model: SliceModel, prompts: dict[int, SlicePrompts]) -> dict[int, dict[int, np.ndarray]]:
-    """Seed masks predicted from the clicks alone on every slice with a positive point, by label."""
-    seeds: dict[int, dict[int, np.ndarray]] = {}
-    for label, by_slice in prompts.items():
-        for index, labels in by_slice.labels.items():
-            if 1 not in labels:
-                continue
-            points, point_labels = by_slice.on(index)
-            probability, _ = model.predict(index, None, points, point_labels)
-            if np.any(probability > 0.5):
-                seeds.setdefault(label, {})[index] = probability > 0.5
-    return seeds
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest connected component of a binary ``mask`` (unchanged when it has at most one)."""
-    components, count = ndimage.label(mask)
-    if count < 2:
-        return mask
-    return components == (np.argmax(np.bincount(components.ravel())[1:]) + 1)
-
-
-def seeds_from_heads(model: SliceModel, heads: HeadSet, margin: float, cancel: CancelFlag | None = None,
-                     progress: ProgressCallback | None = None) -> dict[int, dict[int, np.ndarray]]:
-    """Seed masks without any prompt: per label, the slice where the largest connected component of the
-    heads' prediction is widest, segmented by ``model`` from that component's box (grown by ``margin`` frame
-    pixels) there."""
-    seeds = {}
-    for label, probability in heads.probabilities(SliceFeatures(model, heads.source), cancel, progress).items():
-        found = largest_component(probability > 0.5)
-        if not found.any():
-            continue
-        index = int(np.argmax(found.sum(axis=(1, 2))))
-        box = model.frame.box_from_mask(found[index], margin)
-        seed = model.predict(index, box)[0] > 0.5
-        if seed.any():
-            seeds[label] = {index: seed}
-    return seeds
 
 
 def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, window: tuple[float, float],

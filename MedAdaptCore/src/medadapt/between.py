@@ -1,0 +1,57 @@
+"""What segments the slices between painted ones: the model's propagation or Fill-between-slices, chosen per
+structure by leave-one-out checks of the painted slices (``AdaptConfig.between``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .baselines import fill_between_slices
+from .calibration import LeaveOneOut, leave_one_out
+from .config import AdaptConfig
+from .exemplars import Exemplars
+from .seeds import exemplar_seeds
+from .slice_model import SliceModel
+
+
+def check_exemplars(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> tuple[LeaveOneOut, set[int]]:
+    """Leave-one-out checks of the painted slices and the labels whose slices between painted ones Fill
+    segments (per ``config.between``; with ``auto``, Fill is scored only for labels with a gap it may fill)."""
+    fillable = gap_labels(exemplars, config) if config.between == "auto" else set()
+    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, fill_labels=fillable)
+    chosen = {label for label in exemplars.labels
+              if config.between == "fill" or (config.between == "auto" and checks.fill_is_better(label))}
+    return checks, chosen
+
+
+def fill_gaps(probability: np.ndarray, exemplars: Exemplars, label: int, max_gap: float | None = None
+              ) -> np.ndarray:
+    """``probability`` (slice axis first, as in :func:`segment`) with Fill-between-slices taking over in the
+    gaps between consecutive painted slices of ``label`` that are at most ``max_gap`` slices apart (every gap
+    when ``None``)."""
+    painted = exemplars.label_slices[label]
+    gaps = [(low, high) for low, high in zip(painted[:-1], painted[1:])
+            if high - low > 1 and (max_gap is None or high - low <= max_gap)]
+    if not gaps:
+        return probability
+    only = exemplars.labelmap.with_array((exemplars.labelmap.array == label).astype(np.int16))
+    filled = np.moveaxis(fill_between_slices(Exemplars(only, exemplars.axis, painted, {1: painted})),
+                         exemplars.axis, 0) > 0
+    out = probability.copy()
+    for low, high in gaps:
+        out[low + 1:high] = filled[low + 1:high]
+    return out
+
+
+def fill_max_gap(exemplars: Exemplars, config: AdaptConfig) -> float | None:
+    """Longest gap (in slices) Fill may take over: ``config.fill_max_gap_mm`` for ``auto``, any for ``fill``."""
+    if config.between == "fill":
+        return None
+    return config.fill_max_gap_mm / float(tuple(reversed(exemplars.labelmap.geometry.spacing))[exemplars.axis])
+
+
+def gap_labels(exemplars: Exemplars, config: AdaptConfig) -> set[int]:
+    """Labels with a gap between consecutive painted slices that Fill may take over (:func:`fill_max_gap`)."""
+    max_gap = fill_max_gap(exemplars, config)
+    return {label for label, painted in exemplars.label_slices.items()
+            if any(1 < high - low and (max_gap is None or high - low <= max_gap)
+                   for low, high in zip(painted[:-1], painted[1:]))}

@@ -1,0 +1,73 @@
+"""Where propagation starts: painted masks, masks predicted from clicks, or (with no prompt at all) from a
+seed head's prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .exemplars import Exemplars
+from .features import SliceFeatures
+from .fseft import HeadSet
+from .points import PointPrompt
+from .progress import CancelFlag, ProgressCallback
+from .propagation import SlicePrompts
+from .slice_model import SliceModel
+
+
+def prompts_by_label(points: list[PointPrompt], axis: int) -> dict[int, SlicePrompts]:
+    """Point prompts grouped by structure label and slice along ``axis`` (row, col in the slice)."""
+    grouped: dict[int, SlicePrompts] = {}
+    for point in points:
+        prompts = grouped.setdefault(point.label, SlicePrompts())
+        index = point.index_zyx[axis]
+        in_plane = tuple(v for a, v in enumerate(point.index_zyx) if a != axis)
+        prompts.points.setdefault(index, []).append(in_plane)
+        prompts.labels.setdefault(index, []).append(1 if point.positive else 0)
+    return grouped
+
+
+def exemplar_seeds(exemplars: Exemplars) -> dict[int, dict[int, np.ndarray]]:
+    """Painted masks by label and slice."""
+    painted = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)
+    return {label: {s: painted[s] == label for s in exemplars.label_slices[label]} for label in exemplars.labels}
+
+
+def seeds_from_points(model: SliceModel, prompts: dict[int, SlicePrompts]) -> dict[int, dict[int, np.ndarray]]:
+    """Seed masks predicted from the clicks alone on every slice with a positive point, by label."""
+    seeds: dict[int, dict[int, np.ndarray]] = {}
+    for label, by_slice in prompts.items():
+        for index, labels in by_slice.labels.items():
+            if 1 not in labels:
+                continue
+            points, point_labels = by_slice.on(index)
+            probability, _ = model.predict(index, None, points, point_labels)
+            if np.any(probability > 0.5):
+                seeds.setdefault(label, {})[index] = probability > 0.5
+    return seeds
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component of a binary ``mask`` (unchanged when it has at most one)."""
+    components, count = ndimage.label(mask)
+    if count < 2:
+        return mask
+    return components == (np.argmax(np.bincount(components.ravel())[1:]) + 1)
+
+
+def seeds_from_heads(model: SliceModel, heads: HeadSet, margin: float, cancel: CancelFlag | None = None,
+                     progress: ProgressCallback | None = None) -> dict[int, dict[int, np.ndarray]]:
+    """Seed masks without any prompt: per label, the slice where the largest connected component of the
+    heads' prediction is widest, segmented by ``model`` from that component's box (grown by ``margin`` frame
+    pixels) there."""
+    seeds = {}
+    for label, probability in heads.probabilities(SliceFeatures(model, heads.source), cancel, progress).items():
+        found = largest_component(probability > 0.5)
+        if not found.any():
+            continue
+        index = int(np.argmax(found.sum(axis=(1, 2))))
+        box = model.frame.box_from_mask(found[index], margin)
+        seed = model.predict(index, box)[0] > 0.5
+        if seed.any():
+            seeds[label] = {index: seed}
+    return seeds
