@@ -230,3 +230,16 @@ def test_command_line_pretrained_class_outside_the_head_is_bad_input(blob, check
                  "--pretrained-class", "99", "--device", "cpu", "--quiet"]) == 2
     assert "--pretrained-class: expected 0.." in capsys.readouterr().err
     assert not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_command_line_synthetic_pairs_are_refused_for_the_3d_heads(blob, checkpoint, tmp_path, capsys):
+    from medadapt.cli import main
+    from medadapt.volume import write_volume
+    image, labels = blob
+    write_volume(image, tmp_path / "ct.nii.gz")
+    write_volume(labels, tmp_path / "painted.nii.gz")
+    assert main(["adapt", str(tmp_path / "ct.nii.gz"), "--exemplars", str(tmp_path / "painted.nii.gz"), "--slices",
+                 ",".join(map(str, PAINTED)), "-o", str(tmp_path / "seg.nii.gz"), "--base-model", "swinunetr",
+                 "--checkpoint", str(checkpoint), "--method", "linear-probe", "--synthetic", "4", "--quiet"]) == 2
+    assert "--synthetic: the 3D swinunetr heads learn from the painted slices" in capsys.readouterr().err
+    assert not (tmp_path / "seg.nii.gz").exists()

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--seed", type=int, default=0)
     adapt.add_argument("--iterations", type=int, help="training iterations (default 100; FSEFT heads 200)")
     adapt.add_argument("--rank", type=int, help="LoRA rank (default 4)")
-    adapt.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6)")
+    adapt.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6; 2D models only)")
     adapt.add_argument("--between", choices=("model", "fill", "auto"),
                        help="what segments the slices between painted ones: the model, Fill between slices, or "
                        "auto (whichever predicted held-out painted slices better; the default)")

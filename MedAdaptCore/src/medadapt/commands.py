@@ -64,6 +64,9 @@ def adapt_config(args: argparse.Namespace) -> AdaptConfig:
             raise InputError(f"--lora-parts: expected encoder and/or decoder, got {args.lora_parts!r}")
     if args.save_model and config.method == "lora":
         config.head.seed_head = "linear-probe"  # lets `medadapt predict` run without prompts
+    if config.backend == "swinunetr" and args.synthetic is not None:
+        raise InputError("--synthetic: the 3D swinunetr heads learn from the painted slices themselves "
+                         "(no synthetic pairs); leave it out")
     trained = config.head if config.method in HEAD_METHODS else config.train
     for option, value, target, field in (("--iterations", args.iterations, trained, "iterations"),
                                           ("--rank", args.rank, config.adapter, "rank"),
