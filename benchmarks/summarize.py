@@ -8,7 +8,9 @@ Rows of the same (case, k) from several files are merged (a later file adds the 
 variant of the same adapted model (what ``medadapt adapt`` gives with that stopping rule and ``--between``):
 BETWEEN is ``model``, ``fill``, ``auto`` (leave-one-out choice, every gap) or ``auto10`` (the default: the
 leave-one-out choice, Fill only in gaps of at most ``AdaptConfig.fill_max_gap_mm``, derived from the row's
-model / fill values and the case's slice spacing).
+model / fill values and the case's slice spacing). The ablation stored Fill over every gap, so ``auto10`` takes
+the Fill value only when *all* the row's gaps are short enough, where the pipeline decides gap by gap
+(:func:`medadapt.between.fill_gaps`); with slices at bin centres the gaps of a row differ by at most one slice.
 """
 
 from __future__ import annotations
