@@ -3,6 +3,7 @@ then segment other subjects' volumes with no prompt at all through the saved fil
 path). Reports Dice per method and target, trainable parameters, adapter size and adapt seconds.
 
     python benchmarks/cross_subject.py --k 5 --out benchmarks/results/cross_subject.jsonl
+    python benchmarks/cross_subject.py --table benchmarks/results/cross_subject.jsonl
 """
 
 from __future__ import annotations
@@ -84,14 +85,30 @@ def run_task(name: str, k: int, methods: list[str]) -> list[dict]:
     return rows
 
 
+def print_table(path: Path) -> None:
+    """Markdown table of the rows in ``path``: mean (min-max) Dice over the targets, seconds, size."""
+    print("| task | k | method | mean Dice (min–max) over targets | adapt s | trainable | adapter MB |")
+    print("|---|---|---|---|---|---|---|")
+    for line in open(path):
+        row = json.loads(line)
+        values = list(row["dice"].values())
+        print(f"| {row['task']} ({len(values)} targets) | {row['k']} | {row['method']} | **{row['mean_dice']:.3f}** "
+              f"({min(values):.3f}–{max(values):.3f}) | {row['adapt_s']:.0f} | {row['trainable']:,} | "
+              f"{row['adapter_mb']:.2f} |")
+
+
 def main() -> None:
-    """Run the cross-subject tasks and append one JSON line per (task, method)."""
+    """Run the cross-subject tasks and append one JSON line per (task, method) (or print a results table)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--tasks", nargs="+", default=list(tasks()))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cross_subject.jsonl"))
+    parser.add_argument("--table", type=Path, help="print the markdown table of a results file and exit")
     args = parser.parse_args()
+    if args.table:
+        print_table(args.table)
+        return
     if not DATA.is_dir():
         sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
