@@ -218,7 +218,11 @@ def test_command_line_adapts_and_predicts_without_prompts(blob, checkpoint, tmp_
     assert _dice(predicted.array == 3, labels.array == 3) > 0.6
 
 
-def test_command_line_pretrained_class_outside_the_head_is_bad_input(blob, checkpoint, tmp_path, capsys):
+@pytest.mark.parametrize("option, message", [
+    (["--pretrained-class", "99", "--input-size", str(PATCH), "--device", "cpu"], "--pretrained-class: expected 0.."),
+    (["--synthetic", "4"], "--synthetic: the 3D swinunetr heads learn from the painted slices"),
+], ids=["pretrained-class-outside-the-head", "synthetic-pairs"])
+def test_command_line_bad_3d_options_are_bad_input(blob, checkpoint, tmp_path, capsys, option, message):
     from medadapt.cli import main
     from medadapt.volume import write_volume
     image, labels = blob
@@ -226,20 +230,6 @@ def test_command_line_pretrained_class_outside_the_head_is_bad_input(blob, check
     write_volume(labels, tmp_path / "painted.nii.gz")
     assert main(["adapt", str(tmp_path / "ct.nii.gz"), "--exemplars", str(tmp_path / "painted.nii.gz"), "--slices",
                  ",".join(map(str, PAINTED)), "-o", str(tmp_path / "seg.nii.gz"), "--base-model", "swinunetr",
-                 "--checkpoint", str(checkpoint), "--input-size", str(PATCH), "--method", "linear-probe",
-                 "--pretrained-class", "99", "--device", "cpu", "--quiet"]) == 2
-    assert "--pretrained-class: expected 0.." in capsys.readouterr().err
-    assert not (tmp_path / "seg.nii.gz").exists()
-
-
-def test_command_line_synthetic_pairs_are_refused_for_the_3d_heads(blob, checkpoint, tmp_path, capsys):
-    from medadapt.cli import main
-    from medadapt.volume import write_volume
-    image, labels = blob
-    write_volume(image, tmp_path / "ct.nii.gz")
-    write_volume(labels, tmp_path / "painted.nii.gz")
-    assert main(["adapt", str(tmp_path / "ct.nii.gz"), "--exemplars", str(tmp_path / "painted.nii.gz"), "--slices",
-                 ",".join(map(str, PAINTED)), "-o", str(tmp_path / "seg.nii.gz"), "--base-model", "swinunetr",
-                 "--checkpoint", str(checkpoint), "--method", "linear-probe", "--synthetic", "4", "--quiet"]) == 2
-    assert "--synthetic: the 3D swinunetr heads learn from the painted slices" in capsys.readouterr().err
+                 "--checkpoint", str(checkpoint), "--method", "linear-probe", *option, "--quiet"]) == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "seg.nii.gz").exists()
