@@ -67,8 +67,8 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
     from medadapt.metrics import hidden_slices_only, mask_dice
     from medadapt.between import fill_gaps
     from medadapt.pipeline import assign_labels, slice_stack
-    from medadapt.seeds import exemplar_seeds
     from medadapt.propagation import StopRule, propagate
+    from medadapt.seeds import exemplar_seeds
     from medadapt.slice_frame import in_plane_spacing
     from medadapt.slice_model import SliceModel
 
@@ -113,7 +113,7 @@ def run_one(case: str, k: int, methods: list[str], with_ablation: bool = False, 
     exemplars = find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
     spacing_zyx = tuple(reversed(image.geometry.spacing))
     row = {"case": case, "k": k, "slices": slices}
-    cache = cache if cache is not None else EmbeddingCache()  # zero-shot reuses the frozen-encoder embeddings of the lora run
+    cache = cache if cache is not None else EmbeddingCache()  # zero-shot reuses the lora run's frozen embeddings
     for method in methods:
         if method == "fill" and k < 2:
             row[method] = {"dice": None, "note": "needs two slices"}

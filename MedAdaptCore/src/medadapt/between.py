@@ -29,8 +29,7 @@ def fill_gaps(probability: np.ndarray, exemplars: Exemplars, label: int, max_gap
     gaps between consecutive painted slices of ``label`` that are at most ``max_gap`` slices apart (every gap
     when ``None``)."""
     painted = exemplars.label_slices[label]
-    gaps = [(low, high) for low, high in zip(painted[:-1], painted[1:])
-            if high - low > 1 and (max_gap is None or high - low <= max_gap)]
+    gaps = fillable_gaps(painted, max_gap)
     if not gaps:
         return probability
     only = exemplars.labelmap.with_array((exemplars.labelmap.array == label).astype(np.int16))
@@ -49,9 +48,14 @@ def fill_max_gap(exemplars: Exemplars, config: AdaptConfig) -> float | None:
     return config.fill_max_gap_mm / float(tuple(reversed(exemplars.labelmap.geometry.spacing))[exemplars.axis])
 
 
+def fillable_gaps(painted: list[int], max_gap: float | None) -> list[tuple[int, int]]:
+    """Consecutive painted slices (low, high) with unpainted slices between them, at most ``max_gap`` slices
+    apart (any distance when ``None``)."""
+    return [(low, high) for low, high in zip(painted[:-1], painted[1:])
+            if high - low > 1 and (max_gap is None or high - low <= max_gap)]
+
+
 def gap_labels(exemplars: Exemplars, config: AdaptConfig) -> set[int]:
     """Labels with a gap between consecutive painted slices that Fill may take over (:func:`fill_max_gap`)."""
     max_gap = fill_max_gap(exemplars, config)
-    return {label for label, painted in exemplars.label_slices.items()
-            if any(1 < high - low and (max_gap is None or high - low <= max_gap)
-                   for low, high in zip(painted[:-1], painted[1:]))}
+    return {label for label, painted in exemplars.label_slices.items() if fillable_gaps(painted, max_gap)}
