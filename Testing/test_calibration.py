@@ -55,3 +55,29 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
     every_gap = fill_gaps(model, exemplars, 3)
     assert all(mask_dice(every_gap[s] > 0.5, _disc(8)) > 0.95 for s in range(3, 15) if s != 5)
     np.testing.assert_array_equal(every_gap[16:], model[16:])  # nothing past the last painted slice
+
+
+def test_predict_runs_only_the_held_out_walks_its_fill_choice_needs(sample, litemedsam):
+    from conftest import LIVER, liver_crop
+
+    from medadapt.between import labels_to_fill
+    from medadapt.config import AdaptConfig
+    from medadapt.exemplars import find_exemplars
+    from medadapt.intensity import intensity_window
+    from medadapt.pipeline import slice_stack
+    from medadapt.slice_frame import in_plane_spacing
+    from medadapt.slice_model import SliceModel
+
+    image, liver = liver_crop(sample)
+    exemplars = find_exemplars(image, liver, axis=0, slices=[3, 6, 9])
+    model = SliceModel(litemedsam, slice_stack(image, 0, intensity_window(image.array)),
+                       in_plane_spacing(image.geometry.spacing, 0))
+    calls = []
+    predict = model.predict
+    model.predict = lambda *args, **kwargs: calls.append(args[0]) or predict(*args, **kwargs)
+    assert labels_to_fill(model, exemplars, AdaptConfig(between="fill")) == {LIVER} and not calls
+    assert labels_to_fill(model, exemplars, AdaptConfig(between="model")) == set() and not calls
+    no_short_gap = AdaptConfig(fill_max_gap_mm=1.0)  # auto, but no gap Fill may take: nothing to score
+    assert labels_to_fill(model, exemplars, no_short_gap) == set() and not calls
+    chosen = labels_to_fill(model, exemplars, AdaptConfig())  # auto: held-out walks of the model on the liver
+    assert calls and chosen <= {LIVER}

@@ -48,7 +48,7 @@ def run_task(name: str, k: int, methods: list[str]) -> list[dict]:
     (source_image, source_labels), targets, label = tasks()[name]
     image = read_volume(DATA / source_image)
     reference = read_volume(DATA / source_labels, label=True)
-    painted = (reference.array == label).astype(np.int16)
+    painted = np.where(reference.array == label, label, 0).astype(np.int16)
     slices = bin_centre_slices(painted, k)
     exemplars = find_exemplars(image, reference.with_array(painted), axis=0, slices=slices)
     source_cache = EmbeddingCache()

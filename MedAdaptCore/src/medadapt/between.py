@@ -14,13 +14,30 @@ from .slice_model import SliceModel
 
 
 def check_exemplars(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> tuple[LeaveOneOut, set[int]]:
-    """Leave-one-out checks of the painted slices and the labels whose slices between painted ones Fill
-    segments (per ``config.between``; with ``auto``, Fill is scored only for labels with a gap it may fill)."""
-    fillable = gap_labels(exemplars, config) if config.between == "auto" else set()
-    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, fill_labels=fillable)
-    chosen = {label for label in exemplars.labels
-              if config.between == "fill" or (config.between == "auto" and checks.fill_is_better(label))}
-    return checks, chosen
+    """Leave-one-out checks of every label's painted slices (the validation Dice of ``adapt``) and the labels
+    whose slices between painted ones Fill segments (:func:`chosen_fill_labels`)."""
+    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, fill_labels=_scored_labels(exemplars, config))
+    return checks, chosen_fill_labels(checks, exemplars, config)
+
+
+def labels_to_fill(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> set[int]:
+    """The labels whose slices between painted ones Fill segments, running only the leave-one-out walks this
+    choice needs: none for ``model`` or ``fill``, those of labels with a gap Fill may take for ``auto``."""
+    scored = _scored_labels(exemplars, config)
+    seeds = {label: masks for label, masks in exemplar_seeds(exemplars).items() if label in scored}
+    return chosen_fill_labels(leave_one_out(model, seeds, config.stop, fill_labels=scored), exemplars, config)
+
+
+def chosen_fill_labels(checks: LeaveOneOut, exemplars: Exemplars, config: AdaptConfig) -> set[int]:
+    """Every label for ``config.between == "fill"``; for ``auto``, those whose held-out Fill Dice in ``checks``
+    beats the model's; none for ``model``."""
+    return {label for label in exemplars.labels
+            if config.between == "fill" or (config.between == "auto" and checks.fill_is_better(label))}
+
+
+def _scored_labels(exemplars: Exemplars, config: AdaptConfig) -> set[int]:
+    """Labels whose held-out Fill Dice decides between model and Fill (``auto`` only; see :func:`gap_labels`)."""
+    return gap_labels(exemplars, config) if config.between == "auto" else set()
 
 
 def fill_gaps(probability: np.ndarray, exemplars: Exemplars, label: int, max_gap: float | None = None

@@ -13,7 +13,7 @@ from .adapters import add_lora
 from .backends import load_backend
 from .backends.base import PromptableBackend
 from .baselines import fill_between_slices
-from .between import check_exemplars, fill_gaps, fill_max_gap
+from .between import check_exemplars, fill_gaps, fill_max_gap, labels_to_fill
 from .config import HEAD_METHODS, METHODS, AdaptConfig
 from .devices import resolve_device
 from .errors import InputError
@@ -249,8 +249,6 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     if not seeds:
         raise InputError("predict: no prompt to start from; give --exemplars (painted slices) or --points with "
                          "at least one positive point on the structure (or use a model saved with a seed head)")
-    fill_labels = set()
-    if exemplars is not None and config.between != "model":  # the model alone needs no leave-one-out walks
-        fill_labels = check_exemplars(model, exemplars, config)[1]
-    labels = segment(model, exemplars, seeds, config, prompts, progress, cancel, fill_labels)
+    filled = labels_to_fill(model, exemplars, config) if exemplars is not None else set()
+    labels = segment(model, exemplars, seeds, config, prompts, progress, cancel, filled)
     return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))
