@@ -1,12 +1,13 @@
-"""Saved adapters: safetensors + manifest, reloaded to the same predictions; damaged folders refused."""
+"""Saved adapters: safetensors + manifest (+ atlas), reloaded to the same predictions; damaged folders refused."""
 
 import json
 
 import numpy as np
 import pytest
-from conftest import liver_crop
+from conftest import LIVER, liver_crop
 
-from medadapt.artifacts import MANIFEST, WEIGHTS, load_adapter, save_adapter
+from medadapt.artifacts import ATLAS_FILES, MANIFEST, WEIGHTS, load_adapter, load_atlas, save_adapter
+from medadapt.atlas import make_atlas
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
 from medadapt.exemplars import find_exemplars
@@ -64,3 +65,22 @@ def test_damaged_adapter_folders_are_refused(saved, tmp_path):
     (broken / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="adapter keys do not match"):
         load_adapter(broken)
+
+
+def test_saved_atlas_starts_a_prompt_free_prediction_and_is_checked(saved, tmp_path):
+    folder, image, exemplars, result = saved
+    target = tmp_path / "with_atlas"
+    save_adapter(target, result.backend, AdaptConfig(), {"window": list(result.window)},
+                 atlas=make_atlas(image, exemplars))
+    backend, manifest, config = load_adapter(target)
+    atlas = load_atlas(target, manifest)
+    assert load_atlas(folder, json.loads((folder / MANIFEST).read_text())) is None
+    assert atlas.labels.geometry.direction == image.geometry.direction
+    segmentation = predict(image, backend, config, tuple(manifest["window"]), 0, atlas=atlas)  # no prompt
+    truth = result.segmentation.array == LIVER
+    found = segmentation.array == LIVER
+    assert 2 * np.count_nonzero(found & truth) / (found.sum() + truth.sum()) > 0.8
+    labels = target / ATLAS_FILES["labels"]
+    labels.write_bytes(labels.read_bytes()[:-10])
+    with pytest.raises(InputError, match="atlas_labels.nii.gz: checksum does not match"):
+        load_atlas(target, manifest)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from fewshot import DATA, bin_centre_slices
 
-METHODS = ("lora", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
+METHODS = ("lora", "lora-atlas", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
+"""``lora-atlas``: the ``lora`` model (adapted once for both) saved with an atlas (``adapt --atlas``)."""
 
 
 def tasks() -> dict[str, tuple[tuple[str, str], list[tuple[str, str]], int]]:
@@ -36,9 +37,10 @@ def trainable_parameters(method: str, backend, heads) -> int:
     return adapted + (sum(p.numel() for p in heads.parameters()) if heads is not None else 0)
 
 
-def run_task(name: str, k: int, methods: list[str]) -> list[dict]:
+def run_task(name: str, k: int, methods: list[str], limit: int | None = None) -> list[dict]:
     """Adapt on the task's source with each method and score prompt-free predictions on its targets."""
-    from medadapt.artifacts import load_adapter, load_heads, save_adapter
+    from medadapt.artifacts import load_adapter, load_atlas, load_heads, save_adapter
+    from medadapt.atlas import make_atlas
     from medadapt.config import AdaptConfig
     from medadapt.exemplars import find_exemplars
     from medadapt.metrics import dice_and_hd95
@@ -46,6 +48,7 @@ def run_task(name: str, k: int, methods: list[str]) -> list[dict]:
     from medadapt.volume import read_volume
 
     (source_image, source_labels), targets, label = tasks()[name]
+    targets = targets[:limit]
     image = read_volume(DATA / source_image)
     reference = read_volume(DATA / source_labels, label=True)
     painted = np.where(reference.array == label, label, 0).astype(np.int16)
@@ -53,29 +56,31 @@ def run_task(name: str, k: int, methods: list[str]) -> list[dict]:
     exemplars = find_exemplars(image, reference.with_array(painted), axis=0, slices=slices)
     source_cache = EmbeddingCache()
     target_caches = {t: EmbeddingCache() for t, _ in targets}
-    rows = []
+    rows, adapted = [], {}
     for method in methods:
-        config = AdaptConfig(method=method, device="cpu")
-        if method == "lora":
+        config = AdaptConfig(method=method.removesuffix("-atlas"), device="cpu")
+        if config.method == "lora":
             config.head.seed_head = "linear-probe"  # as `medadapt adapt --save-model` does
-        started = time.monotonic()
-        result = adapt(image, exemplars, config, cache=source_cache)
-        seconds = time.monotonic() - started
+        if config.method not in adapted:
+            started = time.monotonic()
+            adapted[config.method] = adapt(image, exemplars, config, cache=source_cache), time.monotonic() - started
+        result, seconds = adapted[config.method]
         with tempfile.TemporaryDirectory() as folder:
             saved = save_adapter(Path(folder) / "model", result.backend, config,
                                  {"exemplars": {"axis": 0, "slices": slices, "labels": [label]},
-                                  "window": list(result.window)}, result.heads)
+                                  "window": list(result.window)}, result.heads,
+                                 make_atlas(image, exemplars) if method.endswith("-atlas") else None)
             size_mb = sum(f.stat().st_size for f in saved.iterdir()) / 2 ** 20
             backend, manifest, loaded = load_adapter(saved)
-            heads = load_heads(saved, manifest)
+            heads, atlas = load_heads(saved, manifest), load_atlas(saved, manifest)
         row = {"task": name, "method": method, "k": k, "source": source_image, "slices": slices,
-               "adapt_s": round(seconds, 1), "trainable": trainable_parameters(method, result.backend, result.heads),
+               "adapt_s": round(seconds, 1), "trainable": trainable_parameters(config.method, result.backend, result.heads),
                "adapter_mb": round(size_mb, 2), "dice": {}}
         for target_image, target_labels in targets:
             volume = read_volume(DATA / target_image)
             truth = read_volume(DATA / target_labels, label=True).array == label
             predicted = predict(volume, backend, loaded, window_for(volume, manifest.get("window")), 0,
-                                heads=heads, cache=target_caches[target_image])
+                                heads=heads, cache=target_caches[target_image], atlas=atlas)
             dice, _ = dice_and_hd95(predicted.array == label, truth, tuple(reversed(volume.geometry.spacing)))
             row["dice"][target_image] = round(dice, 4)
         row["mean_dice"] = round(float(np.mean(list(row["dice"].values()))), 4)
@@ -103,6 +108,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--tasks", nargs="+", default=list(tasks()))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--targets", type=int, help="only the first this many targets of each task")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cross_subject.jsonl"))
     parser.add_argument("--table", type=Path, help="print the markdown table of a results file and exit")
     args = parser.parse_args()
@@ -113,7 +119,7 @@ def main() -> None:
         sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.tasks:
-        for row in run_task(name, args.k, args.methods):
+        for row in run_task(name, args.k, args.methods, args.targets):
             with args.out.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
 

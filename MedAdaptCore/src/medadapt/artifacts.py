@@ -18,18 +18,21 @@ from .backends.base import PromptableBackend
 from .backends.checkpoints import sha256_of
 from .config import AdaptConfig
 from .errors import InputError
+from .atlas import Atlas
 from .fseft import HeadSet
+from .volume import read_volume, write_volume
 
 WEIGHTS = "adapter.safetensors"
 HEADS = "heads.safetensors"
+ATLAS_FILES = {"image": "atlas_image.nii.gz", "labels": "atlas_labels.nii.gz"}
 MANIFEST = "manifest.json"
 FORMAT = 1
 
 
 def save_adapter(directory: str | Path, backend: PromptableBackend, config: AdaptConfig, facts: dict,
-                 heads: HeadSet | None = None) -> Path:
-    """Write the adapter weights, the FSEFT ``heads`` (if any) and the manifest into ``directory`` (replaced
-    as a whole, never half-written).
+                 heads: HeadSet | None = None, atlas: Atlas | None = None) -> Path:
+    """Write the adapter weights, the FSEFT ``heads`` and the ``atlas`` (if any) and the manifest into
+    ``directory`` (replaced as a whole, never half-written).
 
     ``facts`` holds run facts for the manifest: exemplar axis / slices / labels, intensity window, validation
     Dice, ...
@@ -47,6 +50,10 @@ def save_adapter(directory: str | Path, backend: PromptableBackend, config: Adap
             save_file({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()},
                       str(staging / HEADS))
             facts = {**facts, "heads": {**heads.describe(), "sha256": sha256_of(staging / HEADS)}}
+        if atlas is not None:
+            write_volume(atlas.image, staging / ATLAS_FILES["image"])
+            write_volume(atlas.labels, staging / ATLAS_FILES["labels"])
+            facts = {**facts, "atlas": {part: sha256_of(staging / name) for part, name in ATLAS_FILES.items()}}
         manifest = {
             "format": FORMAT,
             "medadapt_version": __version__,
@@ -129,3 +136,18 @@ def load_heads(directory: str | Path, manifest: dict) -> HeadSet | None:
         raise InputError(f"{path}: head weights do not match the manifest's heads {manifest['heads']['kind']!r}")
     heads.load_state_dict(state)
     return heads.eval()
+
+
+def load_atlas(directory: str | Path, manifest: dict) -> Atlas | None:
+    """The atlas saved beside an adapter (``None`` when it has none), checksums verified."""
+    if "atlas" not in manifest:
+        return None
+    parts = {}
+    for part, name in ATLAS_FILES.items():
+        path = Path(directory) / name
+        if not path.is_file():
+            raise InputError(f"--model {directory}: {name} is missing")
+        if sha256_of(path) != manifest["atlas"].get(part):
+            raise InputError(f"{path}: checksum does not match the manifest (file corrupt or replaced)")
+        parts[part] = read_volume(path, label=part == "labels")
+    return Atlas(parts["image"], parts["labels"])

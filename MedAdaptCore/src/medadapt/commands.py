@@ -64,6 +64,9 @@ def adapt_config(args: argparse.Namespace) -> AdaptConfig:
             raise InputError(f"--lora-parts: expected encoder and/or decoder, got {args.lora_parts!r}")
     if args.save_model and config.method == "lora":
         config.head.seed_head = "linear-probe"  # lets `medadapt predict` run without prompts
+    if args.atlas and (not args.save_model or config.method in HEAD_METHODS or config.method == "fill"):
+        raise InputError("--atlas: needs --save-model and a lora (or zero-shot) model; the heads of "
+                         f"{config.method!r} find the structure themselves")
     if config.backend == "swinunetr" and args.synthetic is not None:
         raise InputError("--synthetic: the 3D swinunetr heads learn from the painted slices themselves "
                          "(no synthetic pairs); leave it out")
@@ -86,6 +89,7 @@ def _read_points(path, geometry):
 def run_adapt(args: argparse.Namespace) -> None:
     """``medadapt adapt``: exemplars -> adapted model -> segmentation file (+ adapter, + scores)."""
     from .artifacts import save_adapter
+    from .atlas import make_atlas
     from .metrics import evaluate
     from .pipeline import adapt
     output = check_writable(args.output)
@@ -114,7 +118,8 @@ def run_adapt(args: argparse.Namespace) -> None:
         facts = {"exemplars": {"axis": exemplars.axis, "slices": exemplars.slices, "labels": exemplars.labels},
                  "window": list(result.window), "validation_dice": result.validation_dice,
                  "final_loss": result.losses[-1] if result.losses else None, "size_priors": result.size_priors}
-        print(f"saved adapter to {save_adapter(args.save_model, result.backend, config, facts, result.heads)}")
+        atlas = make_atlas(image, exemplars) if args.atlas else None
+        print(f"saved adapter to {save_adapter(args.save_model, result.backend, config, facts, result.heads, atlas)}")
     elif args.save_model:
         raise InputError(f"--save-model: method {config.method!r} trains no model to save")
     if reference is not None:
@@ -126,7 +131,7 @@ def run_adapt(args: argparse.Namespace) -> None:
 def run_predict(args: argparse.Namespace) -> None:
     """``medadapt predict``: a saved adapter applied to another volume (or, with ``--batch``, to many) from
     painted slices and/or clicks, or without any prompt for models with heads."""
-    from .artifacts import load_adapter, load_heads
+    from .artifacts import load_adapter, load_atlas, load_heads
     if bool(args.batch) == bool(args.image):
         raise InputError("predict: give either one IMAGE or --batch DIR_OR_CSV")
     if args.batch and (args.exemplars or args.points):
@@ -134,23 +139,24 @@ def run_predict(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     backend, manifest, config = load_adapter(args.model, device)
     heads = load_heads(args.model, manifest)
+    atlas = load_atlas(args.model, manifest)
     if args.batch:
         from .batch import batch_inputs, run_batch
         inputs = batch_inputs(args.batch)
         rows = run_batch(inputs, Path(args.output), lambda path, output: _predict_one(
-            path, output, backend, manifest, config, heads, None, None, False), not args.quiet)
+            path, output, backend, manifest, config, heads, atlas, None, None, False), not args.quiet)
         failed = [row for row in rows if row.status != "ok"]
         print(f"wrote {len(rows) - len(failed)} of {len(rows)} outputs and {Path(args.output) / 'summary.csv'}")
         if failed:
             raise InputError(f"--batch: {len(failed)} of {len(rows)} inputs failed (first: {failed[0].error}); "
                              f"see {Path(args.output) / 'summary.csv'}")
         return
-    output = _predict_one(args.image, args.output, backend, manifest, config, heads, args.exemplars, args.points,
-                          not args.quiet)
+    output = _predict_one(args.image, args.output, backend, manifest, config, heads, atlas, args.exemplars,
+                          args.points, not args.quiet)
     print(f"wrote {output}")
 
 
-def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfig, heads, exemplars_path,
+def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfig, heads, atlas, exemplars_path,
                  points_path, show_progress: bool) -> Path:
     """Segment one image with a loaded adapter and write the label map; returns the output path."""
     from .pipeline import predict, window_for
@@ -164,7 +170,7 @@ def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfi
     progress = TqdmProgress(show_progress)
     try:
         segmentation = predict(image, backend, config, window_for(image, manifest.get("window")), axis,
-                               exemplars, points, progress, heads=heads)
+                               exemplars, points, progress, heads=heads, atlas=atlas)
     finally:
         progress.close()
     return write_volume(segmentation, output)

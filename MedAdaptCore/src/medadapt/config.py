@@ -42,6 +42,8 @@ class AdaptConfig:
     holds (measured in BENCHMARKS.md)."""
     largest_component: bool = False
     fill_holes: bool = False
+    atlas_seeds: int = 5
+    """Slices per structure where a prompt-free ``predict`` with a saved atlas starts (:mod:`medadapt.atlas`)."""
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dictionary."""

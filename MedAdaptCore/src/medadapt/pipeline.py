@@ -10,6 +10,7 @@ import torch
 from scipy import ndimage
 
 from .adapters import add_lora
+from .atlas import Atlas, warp_atlas
 from .backends import load_backend
 from .backends.base import PromptableBackend
 from .baselines import fill_between_slices
@@ -24,7 +25,8 @@ from .intensity import intensity_window, is_ct, normalise
 from .points import PointPrompt
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from .propagation import SlicePrompts, propagate
-from .seeds import exemplar_seeds, largest_component, prompts_by_label, seeds_from_heads, seeds_from_points
+from .seeds import (exemplar_seeds, largest_component, prompts_by_label, seeds_from_atlas, seeds_from_heads,
+                    seeds_from_points)
 from .slice_frame import in_plane_spacing
 from .slice_model import SliceModel
 from .synthesis import SynthesisConfig, synthesize
@@ -218,12 +220,14 @@ def window_for(image: Volume, manifest_window: tuple[float, float] | None) -> tu
 def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, window: tuple[float, float],
             axis: int, exemplars: Exemplars | None = None, points: list[PointPrompt] | None = None,
             progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
-            heads: HeadSet | None = None, cache: EmbeddingCache | None = None) -> Volume:
+            heads: HeadSet | None = None, cache: EmbeddingCache | None = None, atlas: Atlas | None = None
+            ) -> Volume:
     """Segment ``image`` with an (adapted) ``backend`` from painted slices and/or positive clicks.
 
     FSEFT methods segment every slice with their ``heads`` (no prompt needed; painted slices are kept). For
-    the other methods without any prompt, a seed ``heads`` set chooses where propagation starts
-    (:func:`seeds_from_heads`). ``cache`` shares frozen-encoder embeddings of ``image`` between calls.
+    the other methods without any prompt, the ``atlas`` registered onto ``image`` (:func:`seeds_from_atlas`)
+    or else a seed ``heads`` set (:func:`seeds_from_heads`) chooses where propagation starts. ``cache``
+    shares frozen-encoder embeddings of ``image`` between calls.
     """
     if config.backend == "swinunetr":
         from .fseft3d import predict_3d
@@ -244,6 +248,12 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     seeds = exemplar_seeds(exemplars) if exemplars is not None else {}
     for label, extra in seeds_from_points(model, prompts).items():
         seeds.setdefault(label, {}).update({s: m for s, m in extra.items() if s not in seeds.get(label, {})})
+    if not seeds and atlas is not None:
+        warped = np.moveaxis(warp_atlas(atlas, image).array, axis, 0)
+        seeds = seeds_from_atlas(model, warped, config.atlas_seeds, config.stop.box_margin)
+        if not seeds:
+            raise InputError("predict: the saved atlas, registered onto this volume, does not overlap it (a "
+                             "different body part or field of view?); give --exemplars or --points")
     if not seeds and heads is not None:
         seeds = seeds_from_heads(model, heads, config.stop.box_margin, cancel, progress)
     if not seeds:
