@@ -74,8 +74,8 @@ def run_task(name: str, k: int, methods: list[str], limit: int | None = None) ->
             backend, manifest, loaded = load_adapter(saved)
             heads, atlas = load_heads(saved, manifest), load_atlas(saved, manifest)
         row = {"task": name, "method": method, "k": k, "source": source_image, "slices": slices,
-               "adapt_s": round(seconds, 1), "trainable": trainable_parameters(config.method, result.backend, result.heads),
-               "adapter_mb": round(size_mb, 2), "dice": {}}
+               "adapt_s": round(seconds, 1),
+               "trainable": trainable_parameters(config.method, result.backend, result.heads), "adapter_mb": round(size_mb, 2), "dice": {}}
         for target_image, target_labels in targets:
             volume = read_volume(DATA / target_image)
             truth = read_volume(DATA / target_labels, label=True).array == label
