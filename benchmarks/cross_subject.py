@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from fewshot import DATA, bin_centre_slices
 
-METHODS = ("lora", "lora-atlas", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
-"""``lora-atlas``: the ``lora`` model (adapted once for both) saved with an atlas (``adapt --atlas``)."""
+METHODS = ("lora", "lora-atlas", "atlas", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
+"""``lora-atlas``: the ``lora`` model (adapted once for both) saved with an atlas (``adapt --atlas``); ``atlas``:
+the registered atlas's own labels (the painting filled between slices, warped; no model)."""
 
 
 def tasks() -> dict[str, tuple[tuple[str, str], list[tuple[str, str]], int]]:
@@ -40,10 +41,9 @@ def trainable_parameters(method: str, backend, heads) -> int:
 def run_task(name: str, k: int, methods: list[str], limit: int | None = None) -> list[dict]:
     """Adapt on the task's source with each method and score prompt-free predictions on its targets."""
     from medadapt.artifacts import load_adapter, load_atlas, load_heads, save_adapter
-    from medadapt.atlas import make_atlas
+    from medadapt.atlas import make_atlas, warp_atlas
     from medadapt.config import AdaptConfig
     from medadapt.exemplars import find_exemplars
-    from medadapt.metrics import dice_and_hd95
     from medadapt.pipeline import EmbeddingCache, adapt, predict, window_for
     from medadapt.volume import read_volume
 
@@ -58,6 +58,12 @@ def run_task(name: str, k: int, methods: list[str], limit: int | None = None) ->
     target_caches = {t: EmbeddingCache() for t, _ in targets}
     rows, adapted = [], {}
     for method in methods:
+        row = {"task": name, "method": method, "k": k, "source": source_image, "slices": slices}
+        if method == "atlas":
+            atlas = make_atlas(image, exemplars)
+            rows.append(score({**row, "adapt_s": 0.0, "trainable": 0, "adapter_mb": 0.0}, targets, label,
+                              lambda volume, _: warp_atlas(atlas, volume)))
+            continue
         config = AdaptConfig(method=method.removesuffix("-atlas"), device="cpu")
         if config.method == "lora":
             config.head.seed_head = "linear-probe"  # as `medadapt adapt --save-model` does
@@ -73,21 +79,30 @@ def run_task(name: str, k: int, methods: list[str], limit: int | None = None) ->
             size_mb = sum(f.stat().st_size for f in saved.iterdir()) / 2 ** 20
             backend, manifest, loaded = load_adapter(saved)
             heads, atlas = load_heads(saved, manifest), load_atlas(saved, manifest)
-        row = {"task": name, "method": method, "k": k, "source": source_image, "slices": slices,
-               "adapt_s": round(seconds, 1),
-               "trainable": trainable_parameters(config.method, result.backend, result.heads), "adapter_mb": round(size_mb, 2), "dice": {}}
-        for target_image, target_labels in targets:
-            volume = read_volume(DATA / target_image)
-            truth = read_volume(DATA / target_labels, label=True).array == label
-            predicted = predict(volume, backend, loaded, window_for(volume, manifest.get("window")), 0,
-                                heads=heads, cache=target_caches[target_image], atlas=atlas)
-            dice, _ = dice_and_hd95(predicted.array == label, truth, tuple(reversed(volume.geometry.spacing)))
-            row["dice"][target_image] = round(dice, 4)
-        row["mean_dice"] = round(float(np.mean(list(row["dice"].values()))), 4)
-        rows.append(row)
-        print(f"{name:12s} {method:20s} k={k} mean Dice {row['mean_dice']:.3f} over {len(targets)} targets; "
-              f"adapt {row['adapt_s']} s; {row['trainable']} trainable; {row['adapter_mb']} MB", flush=True)
+        row.update(adapt_s=round(seconds, 1), trainable=trainable_parameters(config.method, result.backend,
+                                                                            result.heads), adapter_mb=round(size_mb, 2))
+        rows.append(score(row, targets, label, lambda volume, path: predict(
+            volume, backend, loaded, window_for(volume, manifest.get("window")), 0, heads=heads,
+            cache=target_caches[path], atlas=atlas)))
     return rows
+
+
+def score(row: dict, targets: list[tuple[str, str]], label: int, segment) -> dict:
+    """``row`` with the Dice of ``segment(volume, image path)`` on every target and their mean (printed)."""
+    from medadapt.metrics import dice_and_hd95
+    from medadapt.volume import read_volume
+    row["dice"] = {}
+    for target_image, target_labels in targets:
+        volume = read_volume(DATA / target_image)
+        truth = read_volume(DATA / target_labels, label=True).array == label
+        predicted = segment(volume, target_image)
+        dice, _ = dice_and_hd95(predicted.array == label, truth, tuple(reversed(volume.geometry.spacing)))
+        row["dice"][target_image] = round(dice, 4)
+    row["mean_dice"] = round(float(np.mean(list(row["dice"].values()))), 4)
+    print(f"{row['task']:12s} {row['method']:20s} k={row['k']} mean Dice {row['mean_dice']:.3f} over "
+          f"{len(targets)} targets; adapt {row['adapt_s']} s; {row['trainable']} trainable; {row['adapter_mb']} MB",
+          flush=True)
+    return row
 
 
 def print_table(path: Path) -> None:

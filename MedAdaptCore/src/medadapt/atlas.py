@@ -1,6 +1,6 @@
 """Atlas localisation for prompt-free ``predict`` on a cohort: the adapted subject's image and its painting
-filled between the painted slices (the *atlas*) are registered affinely (SimpleITK, Mattes mutual information)
-onto a new volume, and the warped structure says where the adapted model starts (:func:`medadapt.seeds.
+filled between the painted slices (the *atlas*) are registered (SimpleITK: affine, then B-spline; Mattes mutual
+information) onto a new volume, and the warped structure says where the adapted model starts (:func:`medadapt.seeds.
 seeds_from_atlas`). Meant for volumes of one protocol and field of view (cropped regions of interest, one
 organ); structures whose place differs between subjects (tumours) are found by the heads instead."""
 
@@ -25,47 +25,69 @@ class Atlas:
     labels: Volume
 
 
-def make_atlas(image: Volume, exemplars: Exemplars, max_spacing_mm: float = 2.0) -> Atlas:
-    """Atlas of ``image`` and its painting filled between the painted slices, resampled so that no voxel
-    side is finer than ``max_spacing_mm`` (keeps the saved copy small; registration needs no more)."""
+def make_atlas(image: Volume, exemplars: Exemplars, max_voxels: int = 2 ** 22) -> Atlas:
+    """Atlas of ``image`` and its painting filled between the painted slices, on a grid coarsened (same
+    extent, origin and direction) until it has at most ``max_voxels`` voxels (keeps the saved copy small;
+    registration needs no more)."""
     labels = image.with_array(fill_between_slices(exemplars))
-    spacing = tuple(max(s, max_spacing_mm) for s in image.geometry.spacing)
-    if spacing == tuple(image.geometry.spacing):
-        return Atlas(image, labels)
-    reference = _grid(image.to_sitk(), spacing)
+    factor = (image.array.size / max_voxels) ** (1 / 3)
+    if factor <= 1:
+        return Atlas(image.with_array(image.array.astype(np.float32)), labels)
+    reference = _grid(image.to_sitk(), [s * factor for s in image.geometry.spacing])
     return Atlas(Volume.from_sitk(sitk.Resample(sitk.Cast(image.to_sitk(), sitk.sitkFloat32), reference,
                                                 sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)),
                  Volume.from_sitk(sitk.Resample(labels.to_sitk(), reference, sitk.Transform(),
                                                 sitk.sitkNearestNeighbor, 0)))
 
 
-def warp_atlas(atlas: Atlas, image: Volume, seed: int = 1) -> Volume:
-    """The atlas labels on ``image``'s grid after an affine registration of the atlas image onto ``image``
-    (started from the grids' centres, two resolution levels; ``seed`` fixes the metric's random samples)."""
+def warp_atlas(atlas: Atlas, image: Volume, deformable: bool = True, samples: int = 20000, seed: int = 1) -> Volume:
+    """The atlas labels on ``image``'s grid after registering the atlas image onto ``image``: affine (started
+    from the grids' centres), then, if ``deformable``, a B-spline (5 control points per axis); Mattes mutual
+    information on ``samples`` random voxels (``seed`` fixes them), two resolution levels."""
     moving = sitk.Cast(atlas.image.to_sitk(), sitk.sitkFloat32)
     fixed_full = image.to_sitk()
     spacing = [max(a, b) for a, b in zip(atlas.image.geometry.spacing, fixed_full.GetSpacing())]
     fixed = sitk.Cast(sitk.Resample(fixed_full, _grid(fixed_full, spacing), sitk.Transform(), sitk.sitkLinear, 0.0),
                       sitk.sitkFloat32)
+    share = min(1.0, samples / fixed.GetNumberOfPixels())
     start = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
                                               sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    affine = _method(share, seed)
+    affine.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 300)
+    affine.SetOptimizerScalesFromPhysicalShift()
+    affine.SetInitialTransform(start, inPlace=False)
+    transform = _execute(affine, fixed, moving)
+    if deformable:
+        bspline = sitk.BSplineTransformInitializer(fixed, [5, 5, 5])
+        refine = _method(share, seed)
+        refine.SetOptimizerAsLBFGSB(1e-5, 100)
+        refine.SetMovingInitialTransform(transform)
+        refine.SetInitialTransform(bspline, inPlace=True)
+        _execute(refine, fixed, moving)
+        transform = sitk.CompositeTransform([transform, bspline])
+    warped = sitk.Resample(atlas.labels.to_sitk(), fixed_full, transform, sitk.sitkNearestNeighbor, 0)
+    return image.with_array(sitk.GetArrayFromImage(warped).astype(np.int16))
+
+
+def _method(share: float, seed: int) -> sitk.ImageRegistrationMethod:
+    """Mattes mutual information on a random ``share`` of the voxels, linear interpolation, two levels."""
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(32)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.3, seed)
+    method.SetMetricSamplingPercentage(share, seed)
     method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 300)
-    method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel([2, 1])
     method.SetSmoothingSigmasPerLevel([1, 0])
-    method.SetInitialTransform(start, inPlace=False)
+    return method
+
+
+def _execute(method: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:
+    """Run one registration stage; a failure is bad input naming the atlas."""
     try:
-        transform = method.Execute(fixed, moving)
+        return method.Execute(fixed, moving)
     except RuntimeError as exc:
         raise InputError(f"atlas registration onto the new volume failed ({str(exc).strip().splitlines()[-1]})"
                          ) from exc
-    warped = sitk.Resample(atlas.labels.to_sitk(), fixed_full, transform, sitk.sitkNearestNeighbor, 0)
-    return image.with_array(sitk.GetArrayFromImage(warped).astype(np.int16))
 
 
 def _grid(image: sitk.Image, spacing) -> sitk.Image:
