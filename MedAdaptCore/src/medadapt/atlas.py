@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from .baselines import fill_between_slices
 from .errors import InputError
 from .exemplars import Exemplars
+from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from .volume import Volume
 
 
@@ -40,10 +41,13 @@ def make_atlas(image: Volume, exemplars: Exemplars, max_voxels: int = 2 ** 22) -
                                                 sitk.sitkNearestNeighbor, 0)))
 
 
-def warp_atlas(atlas: Atlas, image: Volume, deformable: bool = True, samples: int = 20000, seed: int = 1) -> Volume:
+def warp_atlas(atlas: Atlas, image: Volume, deformable: bool = True, samples: int = 20000, seed: int = 1,
+               progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> Volume:
     """The atlas labels on ``image``'s grid after registering the atlas image onto ``image``: affine (started
     from the grids' centres), then, if ``deformable``, a B-spline (5 control points per axis); Mattes mutual
-    information on ``samples`` random voxels (``seed`` fixes them), two resolution levels."""
+    information on ``samples`` random voxels (``seed`` fixes them), two resolution levels. ``progress`` hears
+    of each finished stage; ``cancel`` is checked between stages."""
+    stages = 2 if deformable else 1
     moving = sitk.Cast(atlas.image.to_sitk(), sitk.sitkFloat32)
     fixed_full = image.to_sitk()
     spacing = [max(a, b) for a, b in zip(atlas.image.geometry.spacing, fixed_full.GetSpacing())]
@@ -57,6 +61,8 @@ def warp_atlas(atlas: Atlas, image: Volume, deformable: bool = True, samples: in
     affine.SetOptimizerScalesFromPhysicalShift()
     affine.SetInitialTransform(start, inPlace=False)
     transform = _execute(affine, fixed, moving)
+    report(progress, Progress("register atlas", 1, stages))
+    check_cancel(cancel)
     if deformable:
         bspline = sitk.BSplineTransformInitializer(fixed, [5, 5, 5])
         refine = _method(share, seed)
@@ -65,6 +71,8 @@ def warp_atlas(atlas: Atlas, image: Volume, deformable: bool = True, samples: in
         refine.SetInitialTransform(bspline, inPlace=True)
         _execute(refine, fixed, moving)
         transform = sitk.CompositeTransform([transform, bspline])
+        report(progress, Progress("register atlas", 2, stages))
+        check_cancel(cancel)
     warped = sitk.Resample(atlas.labels.to_sitk(), fixed_full, transform, sitk.sitkNearestNeighbor, 0)
     return image.with_array(sitk.GetArrayFromImage(warped).astype(np.int16))
 

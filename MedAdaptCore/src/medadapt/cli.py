@@ -48,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "for swinunetr the sliding-window patch (default 96)")
     adapt.add_argument("--save-model", help="folder to write the adapter weights and manifest to")
     adapt.add_argument("--atlas", action="store_true",
-                       help="also save this image (at >= 2 mm) and its painting filled between slices, so that a "
-                            "prompt-free `predict` of a lora model registers them onto each new volume to find "
-                            "the structure (one protocol and field of view; the folder then holds patient data)")
+                       help="also save this image (coarsened above 4 M voxels) and its painting filled between "
+                            "slices, so that a prompt-free `predict` of a lora model registers them onto each new "
+                            "volume to find the structure (one protocol and field of view; the folder then holds "
+                            "patient data)")
     adapt.add_argument("--reference", help="reference label map: print Dice and HD95 on the slices not given")
     adapt.add_argument("--seed", type=int, default=0)
     adapt.add_argument("--iterations", type=int, help="training iterations (default 100; FSEFT heads 200)")

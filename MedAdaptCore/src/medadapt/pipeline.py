@@ -249,7 +249,7 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     for label, extra in seeds_from_points(model, prompts).items():
         seeds.setdefault(label, {}).update({s: m for s, m in extra.items() if s not in seeds.get(label, {})})
     if not seeds and atlas is not None:
-        warped = np.moveaxis(warp_atlas(atlas, image).array, axis, 0)
+        warped = np.moveaxis(warp_atlas(atlas, image, progress=progress, cancel=cancel).array, axis, 0)
         seeds = seeds_from_atlas(model, warped, config.atlas_seeds, config.stop.box_margin)
         if not seeds:
             raise InputError("predict: the saved atlas, registered onto this volume, does not overlap it (a "
