@@ -42,9 +42,6 @@ class AdaptConfig:
     holds (measured in BENCHMARKS.md)."""
     largest_component: bool = False
     fill_holes: bool = False
-    atlas_seeds: int = 0
-    """Slices per structure where a prompt-free ``predict`` with a saved atlas starts (:mod:`medadapt.atlas`;
-    0: every slice the warped structure covers, which scored best on the hippocampus, BENCHMARKS.md)."""
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dictionary."""

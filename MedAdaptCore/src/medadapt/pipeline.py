@@ -250,7 +250,7 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
         seeds.setdefault(label, {}).update({s: m for s, m in extra.items() if s not in seeds.get(label, {})})
     if not seeds and atlas is not None:
         warped = np.moveaxis(warp_atlas(atlas, image, progress=progress, cancel=cancel).array, axis, 0)
-        seeds = seeds_from_atlas(model, warped, config.atlas_seeds, config.stop.box_margin)
+        seeds = seeds_from_atlas(model, warped, config.stop.box_margin)
         if not seeds:
             raise InputError("predict: the saved atlas, registered onto this volume, does not overlap it (a "
                              "different body part or field of view?); give --exemplars or --points")

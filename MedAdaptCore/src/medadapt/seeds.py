@@ -73,18 +73,14 @@ def seeds_from_heads(model: SliceModel, heads: HeadSet, margin: float, cancel: C
     return seeds
 
 
-def seeds_from_atlas(model: SliceModel, warped: np.ndarray, count: int, margin: float
-                     ) -> dict[int, dict[int, np.ndarray]]:
+def seeds_from_atlas(model: SliceModel, warped: np.ndarray, margin: float) -> dict[int, dict[int, np.ndarray]]:
     """Seed masks without any prompt from an atlas warped onto the volume (``warped``: labels, slice axis
-    first; see :mod:`medadapt.atlas`): per label, every slice of its warped extent (``count`` 0) or ``count``
-    slices at the centres of equal parts of it, each segmented by ``model`` from the box of the warped
-    structure there (grown by ``margin`` frame pixels)."""
+    first; see :mod:`medadapt.atlas`): every slice the warped structure covers, segmented by ``model`` from the
+    box of the warped structure there (grown by ``margin`` frame pixels). Seeding every slice scored better
+    than seeding 3, 5 or 8 of them and propagating between (BENCHMARKS.md, "Cross-subject")."""
     seeds: dict[int, dict[int, np.ndarray]] = {}
     for label in (int(v) for v in np.unique(warped) if v != 0):
-        present = np.flatnonzero((warped == label).any(axis=(1, 2)))
-        edges = np.linspace(present.min(), present.max() + 1, count + 1)
-        centres = {int((low + high) / 2) for low, high in zip(edges[:-1], edges[1:])}
-        for index in present.tolist() if count == 0 else sorted(centres & set(present.tolist())):
+        for index in np.flatnonzero((warped == label).any(axis=(1, 2))).tolist():
             seed = model.predict(index, model.frame.box_from_mask(warped[index] == label, margin))[0] > 0.5
             if seed.any():
                 seeds.setdefault(label, {})[index] = seed
