@@ -20,7 +20,7 @@ from .volume import Volume
 
 @dataclass
 class Atlas:
-    """The adapted subject's image and structure labels (on one grid, at most ``max_spacing_mm`` apart)."""
+    """The adapted subject's image and its structure labels, on one grid."""
 
     image: Volume
     labels: Volume
