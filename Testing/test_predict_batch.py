@@ -1,4 +1,5 @@
-"""``medadapt predict`` without prompts for FSEFT heads, and ``--batch`` over a folder or a CSV file."""
+"""``medadapt predict`` without prompts (FSEFT heads; lora with an atlas), and ``--batch`` over a folder or a
+CSV file."""
 
 import csv
 from pathlib import Path
@@ -88,3 +89,23 @@ def test_batch_inputs_from_csv_and_bad_sources(tmp_path, capsys, model):
     code, err = run(capsys, "predict", "--batch", tmp_path / "list.csv", "--model", folder / "model", "-o",
                     tmp_path / "out", "--quiet")
     assert code == 2 and "2 of 2 inputs failed" in err
+
+
+def test_lora_saved_with_an_atlas_predicts_a_batch_without_prompts(capsys, tmp_path, model):
+    folder, image, liver = model
+    code, err = run(capsys, "adapt", folder / "crop.nii.gz", "--exemplars", folder / "painted.nii.gz", "--method",
+                    "lora", "--iterations", "3", "--synthetic", "0", "-o", tmp_path / "adapted.nii.gz",
+                    "--save-model", tmp_path / "lora", "--atlas", "--quiet")
+    assert code == 0, err
+    assert (tmp_path / "lora" / "atlas_image.nii.gz").is_file()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_volume(image, inputs / "a.nii.gz")
+    code, err = run(capsys, "predict", "--batch", inputs, "--model", tmp_path / "lora", "-o", tmp_path / "out",
+                    "--quiet")
+    assert code == 0, err
+    out = read_volume(tmp_path / "out" / "a.nii.gz", label=True)
+    truth = liver.array == LIVER
+    found = out.array == LIVER
+    assert out.geometry.matches(image.geometry)
+    assert 2 * np.count_nonzero(found & truth) / (found.sum() + truth.sum()) > 0.8
