@@ -95,11 +95,7 @@ def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[Promptable
     """Base model + saved adapter, checksums and keys verified; returns (backend, manifest, config)."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    weights = directory / WEIGHTS
-    if not weights.is_file():
-        raise InputError(f"--model {directory}: {WEIGHTS} is missing")
-    if sha256_of(weights) != manifest.get("adapter_sha256"):
-        raise InputError(f"{weights}: checksum does not match the manifest (file corrupt or replaced)")
+    weights = _verified_file(directory, WEIGHTS, manifest.get("adapter_sha256"))
     config = AdaptConfig.from_dict(manifest["config"])
     backend = load_backend(manifest["base_model"]["name"], device, config.checkpoint, config.input_size)
     if manifest["base_model"].get("sha256") != backend.checkpoint_sha256:
@@ -124,11 +120,7 @@ def load_heads(directory: str | Path, manifest: dict) -> HeadSet | None:
     """The FSEFT heads saved beside an adapter (``None`` when it has none), checksum and keys verified."""
     if "heads" not in manifest:
         return None
-    path = Path(directory) / HEADS
-    if not path.is_file():
-        raise InputError(f"--model {directory}: {HEADS} is missing")
-    if sha256_of(path) != manifest["heads"].get("sha256"):
-        raise InputError(f"{path}: checksum does not match the manifest (file corrupt or replaced)")
+    path = _verified_file(directory, HEADS, manifest["heads"].get("sha256"))
     heads = HeadSet.from_description(manifest["heads"])
     state = load_file(str(path))
     expected = heads.state_dict()
@@ -142,12 +134,16 @@ def load_atlas(directory: str | Path, manifest: dict) -> Atlas | None:
     """The atlas saved beside an adapter (``None`` when it has none), checksums verified."""
     if "atlas" not in manifest:
         return None
-    parts = {}
-    for part, name in ATLAS_FILES.items():
-        path = Path(directory) / name
-        if not path.is_file():
-            raise InputError(f"--model {directory}: {name} is missing")
-        if sha256_of(path) != manifest["atlas"].get(part):
-            raise InputError(f"{path}: checksum does not match the manifest (file corrupt or replaced)")
-        parts[part] = read_volume(path, label=part == "labels")
+    parts = {part: read_volume(_verified_file(directory, name, manifest["atlas"].get(part)), label=part == "labels")
+             for part, name in ATLAS_FILES.items()}
     return Atlas(parts["image"], parts["labels"])
+
+
+def _verified_file(directory: str | Path, name: str, sha256: str | None) -> Path:
+    """Path of file ``name`` of an adapter folder, refused when missing or when its checksum is not ``sha256``."""
+    path = Path(directory) / name
+    if not path.is_file():
+        raise InputError(f"--model {directory}: {name} is missing")
+    if sha256_of(path) != sha256:
+        raise InputError(f"{path}: checksum does not match the manifest (file corrupt or replaced)")
+    return path
