@@ -29,7 +29,8 @@ class MedAdaptSlicer(ScriptedLoadableModule):
             "variations of them, then segments the whole volume into a preview segment. <b>Accept</b> copies the "
             "preview into your segment (undoable), <b>Reject</b> removes it. Positive/negative points and an ROI "
             "refine a slice interactively; <b>Propagate</b> extends it. Adapters can be saved and applied to other "
-            "volumes.")
+            "volumes, with a few clicks or painted slices, or with no prompt at all: a LoRA adapter registers its "
+            "atlas (this volume and its painting) onto the new volume, FSEFT heads find the structure themselves.")
         self.parent.acknowledgementText = (
             "MedAdapt builds on: exemplar-guided data synthesis ('Cheap Lunch' for medical image segmentation); "
             "FSEFT, few-shot efficient fine-tuning of volumetric segmentation foundation models; SAMed, "
@@ -237,8 +238,9 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.acceptButton.enabled = preview and not running
         self.ui.rejectButton.enabled = preview and not running
         self.ui.propagateButton.enabled = preview and not running and self.interactive_index is not None
+        from MedAdaptSlicerLib.adapter_files import SAVABLE_METHODS
         self.ui.saveAdapterButton.enabled = (not running and self.logic.model is not None
-                                             and self.logic.model.config.method == "lora")
+                                             and self.logic.model.config.method in SAVABLE_METHODS)
         self.ui.applyAdapterButton.enabled = ready and not running and self.logic.model is not None
 
 

@@ -1,4 +1,5 @@
-"""Save a (tiny) LoRA adaptation from the module, load it back and apply it to another volume node."""
+"""Save a (tiny) LoRA or FSEFT-head adaptation from the module, load it back and apply it to another volume node,
+with a painted slice or with no prompt at all."""
 
 import json
 
@@ -47,9 +48,63 @@ def test_save_load_and_apply_to_another_volume(scene, tmp_path):
     assert dice(preview[1], target[1]) > 0.7
 
 
-def test_only_lora_models_can_be_saved(tmp_path):
+def adapt_save_and_load(mrml, logics, tmp_path, parameters):
+    """Adapt on slices 14-23 of the CT (liver painted on 15, 19 and 23), save the adapter and load it into a fresh
+    logic; returns (fresh logic, manifest)."""
+    liver = reference_labels() == 5
+    volume = load_ct(logics, "training")
+    crop_slices(volume, 14, 24)
+    painted = np.zeros((10, *liver.shape[1:]), np.uint8)
+    painted[[1, 5, 9]] = liver[[15, 19, 23]]
+    segmentation = add_segmentation(mrml, volume, {"liver": painted})
+    logic = MedAdaptLogic(SynchronousRunner())
+    job = logic.start_adapt(volume, segmentation, "liver", parameters)
+    assert job.state == "done", job.error
+    folder = logic.save_adapter(tmp_path / "adapter")
+    fresh = MedAdaptLogic(SynchronousRunner())
+    fresh.load_adapter(folder, "cpu")
+    return fresh, json.loads((folder / "manifest.json").read_text())
+
+
+def apply_without_prompts(mrml, logics, logic) -> float:
+    """Apply the held model to slices 10-27 of another CT node (a different field of view) with an empty target
+    segment and no points; returns the preview's liver Dice."""
+    liver = reference_labels() == 5
+    other = load_ct(logics, "other")
+    crop_slices(other, 10, 28)
+    segmentation = add_segmentation(mrml, other, {"liver": np.zeros((18, *liver.shape[1:]), np.uint8)})
+    job = logic.start_apply(other, segmentation, "liver")
+    assert job.state == "done", job.error
+    return dice(segment_arrays(segmentation, other)[preview_name("liver")], liver[10:28])
+
+
+@needs_ct
+def test_lora_adapter_finds_the_structure_through_its_atlas(scene, tmp_path):
+    mrml, logics = scene
+    parameters = Parameters(method="lora", device="cpu", iterations=2, rank=2, synthesis_per_exemplar=1)
+    logic, manifest = adapt_save_and_load(mrml, logics, tmp_path, parameters)
+    assert set(manifest["atlas"]) == {"image", "labels"} and "heads" not in manifest
+    assert logic.model.atlas.labels.array.shape == (10, 101, 122) and logic.model.heads is None
+    score = apply_without_prompts(mrml, logics, logic)
+    print(f"prompt-free liver Dice {score:.3f}")
+    assert score > 0.7, f"liver Dice {score:.3f}"
+
+
+@needs_ct
+def test_head_adapter_segments_without_prompts(scene, tmp_path):
+    mrml, logics = scene
+    parameters = Parameters(method="linear-probe", device="cpu", synthesis_per_exemplar=0)
+    logic, manifest = adapt_save_and_load(mrml, logics, tmp_path, parameters)
+    assert manifest["heads"]["kind"] == "linear-probe" and "atlas" not in manifest
+    assert logic.model.heads is not None and logic.model.atlas is None
+    score = apply_without_prompts(mrml, logics, logic)
+    print(f"prompt-free liver Dice {score:.3f}")
+    assert score > 0.7, f"liver Dice {score:.3f}"
+
+
+def test_only_trained_models_can_be_saved(tmp_path):
     model = AdaptedModel(backend=None, config=Parameters(method="zero-shot").to_config(), window=(0, 1), axis=0)
-    with pytest.raises(InputError, match="only a LoRA-adapted model"):
+    with pytest.raises(InputError, match="only a trained model"):
         save_model(tmp_path / "x", model)
     with pytest.raises(InputError, match="Load adapter"):
         MedAdaptLogic(SynchronousRunner()).save_adapter(tmp_path / "x")

@@ -14,8 +14,16 @@ def test_parameters_map_onto_core_config():
     assert (config.train.iterations, config.adapter.rank, config.synthesis.per_exemplar) == (7, 2, 3)
 
 
+def test_iterations_reach_the_trained_part_and_zero_keeps_the_default():
+    default = Parameters().to_config()
+    heads = Parameters(method="spatial-adapter", iterations=30).to_config()
+    assert (heads.head.iterations, heads.train.iterations) == (30, default.train.iterations)
+    assert Parameters(method="spatial-adapter").to_config().head.iterations == default.head.iterations != 30
+    assert Parameters(method="lora", iterations=0).to_config().train.iterations == default.train.iterations
+
+
 @pytest.mark.parametrize("field, value, message", [("method", "magic", "method"), ("device", "tpu", "device"),
-                                                   ("iterations", 0, "iterations"), ("rank", 0, "rank"),
+                                                   ("iterations", -1, "iterations"), ("rank", 0, "rank"),
                                                    ("between", "both", "between painted slices")])
 def test_bad_values_name_the_field(field, value, message):
     with pytest.raises(InputError, match=message):

@@ -31,6 +31,15 @@ def test_ui_has_the_required_controls():
     assert not required - ui_widget_names()
 
 
+def test_method_choices_are_the_core_methods_and_iterations_default_to_zero():
+    from medadapt.config import METHODS
+    widgets = {w.get("name"): w for w in ET.parse(UI).iter("widget")}
+    choices = [item.findtext("property/string") for item in widgets["methodComboBox"].iter("item")]
+    assert choices == list(METHODS)
+    iterations = {p.get("name"): p.findtext("*") for p in widgets["iterationsSpinBox"].iter("property")}
+    assert (iterations["minimum"], iterations["value"], iterations["specialValueText"]) == ("0", "0", "default")
+
+
 def test_module_imports_nothing_heavy_at_load_and_lib_has_no_gui_imports():
     tree = ast.parse(MODULE.read_text())
     top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))

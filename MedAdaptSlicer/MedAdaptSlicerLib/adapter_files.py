@@ -5,15 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medadapt.artifacts import load_adapter, save_adapter
+from medadapt.artifacts import load_adapter, load_atlas, load_heads, save_adapter
+from medadapt.atlas import Atlas
 from medadapt.backends.base import PromptableBackend
-from medadapt.config import AdaptConfig
+from medadapt.config import HEAD_METHODS, AdaptConfig
 from medadapt.errors import InputError
+from medadapt.fseft import HeadSet
+
+SAVABLE_METHODS = ("lora", *HEAD_METHODS)
 
 
 @dataclass
 class AdaptedModel:
-    """A backend ready to segment new volumes: its config, intensity window, slice axis and run facts."""
+    """A backend ready to segment new volumes: its config, intensity window, slice axis, run facts, the FSEFT
+    ``heads`` of a head method and, for LoRA, the ``atlas`` that finds the structure without prompts."""
 
     backend: PromptableBackend
     config: AdaptConfig
@@ -21,17 +26,19 @@ class AdaptedModel:
     axis: int
     validation_dice: dict = field(default_factory=dict)
     exemplar_slices: list[int] = field(default_factory=list)
+    heads: HeadSet | None = None
+    atlas: Atlas | None = None
 
 
 def save_model(directory: str | Path, model: AdaptedModel) -> Path:
-    """Write ``model`` as an adapter folder (weights + manifest, the same layout as ``medadapt adapt``)."""
-    if model.config.method != "lora":
-        raise InputError(f"save adapter: only a LoRA-adapted model can be saved (this one is "
-                         f"'{model.config.method}'); run Adapt with method 'lora' first")
+    """Write ``model`` as an adapter folder (weights, heads, atlas + manifest; the layout of ``medadapt adapt``)."""
+    if model.config.method not in SAVABLE_METHODS:
+        raise InputError(f"save adapter: only a trained model can be saved ({', '.join(SAVABLE_METHODS)}; this "
+                         f"one is '{model.config.method}'); run Adapt with one of those methods first")
     facts = {"exemplars": {"axis": model.axis, "slices": model.exemplar_slices, "labels": [1]},
              "window": list(model.window),
              "validation_dice": {str(k): v for k, v in model.validation_dice.items()}}
-    return save_adapter(directory, model.backend, model.config, facts)
+    return save_adapter(directory, model.backend, model.config, facts, model.heads, model.atlas)
 
 
 def load_model(directory: str | Path, device: str = "cpu") -> AdaptedModel:
@@ -41,4 +48,5 @@ def load_model(directory: str | Path, device: str = "cpu") -> AdaptedModel:
         raise InputError(f"adapter {directory}: manifest lacks 'window' or 'exemplars' (axis); re-save it")
     dice = {int(k): float(v) for k, v in manifest.get("validation_dice", {}).items()}
     return AdaptedModel(backend, config, tuple(manifest["window"]), int(manifest["exemplars"]["axis"]), dice,
-                        list(manifest["exemplars"].get("slices", [])))
+                        list(manifest["exemplars"].get("slices", [])), load_heads(directory, manifest),
+                        load_atlas(directory, manifest))

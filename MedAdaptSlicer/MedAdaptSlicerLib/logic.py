@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from medadapt.atlas import make_atlas
 from medadapt.backends import load_backend
 from medadapt.devices import resolve_device
 from medadapt.errors import InputError
 from medadapt.exemplars import Exemplars, find_exemplars
 from medadapt.intensity import intensity_window
-from medadapt.pipeline import adapt, predict, segment
+from medadapt.pipeline import adapt, predict, segment, window_for
 from medadapt.points import PointPrompt
 from medadapt.seeds import exemplar_seeds
 from medadapt.volume import Volume
@@ -101,7 +102,8 @@ class MedAdaptLogic:
             result = adapt(inputs.image, inputs.exemplars, config, inputs.points, progress, cancel, backend=reuse)
             model = None if result.backend is None else AdaptedModel(
                 result.backend, config, result.window, inputs.exemplars.axis, result.validation_dice,
-                inputs.exemplars.slices)
+                inputs.exemplars.slices, result.heads,
+                make_atlas(inputs.image, inputs.exemplars) if config.method == "lora" else None)
             return result.segmentation, model
         return self.runner.start(work, on_progress, self._finish(inputs, volume_node, segmentation_node, segment_id,
                                                                  on_done, keep_model=True))
@@ -109,15 +111,16 @@ class MedAdaptLogic:
     def start_apply(self, volume_node, segmentation_node, segment_id: str, positive_node=None, negative_node=None,
                     roi_node=None, on_progress=None, on_done=None) -> Job:
         """Segment another volume with the held (adapted or loaded) model from its painted slices and/or
-        positive points; the result becomes the preview of ``segment_id``."""
+        positive points, or with no prompt at all (a head method's heads, or LoRA's atlas registered onto the
+        volume, find the structure); the result becomes the preview of ``segment_id``."""
         model = self._require_model()
         inputs = read_inputs(volume_node, segmentation_node, segment_id, positive_node, negative_node, roi_node,
                              need_exemplars=False)
 
         def work(progress, cancel):
-            window = model.window if model.config.method == "lora" else intensity_window(inputs.image.array)
-            return predict(inputs.image, model.backend, model.config, window, model.axis, inputs.exemplars,
-                           inputs.points, progress, cancel), None
+            return predict(inputs.image, model.backend, model.config, window_for(inputs.image, model.window),
+                           model.axis, inputs.exemplars, inputs.points, progress, cancel, heads=model.heads,
+                           atlas=model.atlas), None
         return self.runner.start(work, on_progress, self._finish(inputs, volume_node, segmentation_node, segment_id,
                                                                  on_done, keep_model=False))
 
