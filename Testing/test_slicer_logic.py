@@ -75,6 +75,18 @@ def test_accept_changes_only_the_target_segment(adapted):
 
 
 @needs_ct
+def test_apply_without_any_prompt_needs_an_atlas_or_heads(adapted):
+    segmentation, volume = adapted["segmentation"], adapted["volume"]
+    empty = segmentation.GetSegmentation().AddEmptySegment("empty", "empty")
+    before = segment_arrays(segmentation, volume)
+    job = adapted["logic"].start_apply(volume, segmentation, empty)  # the held model is zero-shot: no atlas
+    assert job.state == "failed" and "no prompt to start from" in str(job.error)
+    after = segment_arrays(segmentation, volume)
+    assert after.keys() == before.keys() and all(np.array_equal(after[k], before[k]) for k in before)
+    segmentation.GetSegmentation().RemoveSegment(empty)
+
+
+@needs_ct
 def test_reject_removes_only_the_preview():
     scene, volume, segmentation, segment_id, positive, roi, liver = build_case()
     logic = MedAdaptLogic(SynchronousRunner())

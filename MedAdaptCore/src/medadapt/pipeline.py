@@ -257,8 +257,8 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     if not seeds and heads is not None:
         seeds = seeds_from_heads(model, heads, config.stop.box_margin, cancel, progress)
     if not seeds:
-        raise InputError("predict: no prompt to start from; give --exemplars (painted slices) or --points with "
-                         "at least one positive point on the structure (or use a model saved with a seed head)")
+        raise InputError("predict: no prompt to start from; paint a slice (--exemplars) or place a positive point "
+                         "(--points) on the structure, or use a model saved with an atlas or a seed head")
     filled = labels_to_fill(model, exemplars, config) if exemplars is not None else set()
     labels = segment(model, exemplars, seeds, config, prompts, progress, cancel, filled)
     return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))
