@@ -86,7 +86,6 @@ def test_lora_adapter_finds_the_structure_through_its_atlas(scene, tmp_path):
     assert set(manifest["atlas"]) == {"image", "labels"} and "heads" not in manifest
     assert logic.model.atlas.labels.array.shape == (10, 101, 122) and logic.model.heads is None
     score = apply_without_prompts(mrml, logics, logic)
-    print(f"prompt-free liver Dice {score:.3f}")
     assert score > 0.7, f"liver Dice {score:.3f}"
 
 
@@ -98,7 +97,6 @@ def test_head_adapter_segments_without_prompts(scene, tmp_path):
     assert manifest["heads"]["kind"] == "linear-probe" and "atlas" not in manifest
     assert logic.model.heads is not None and logic.model.atlas is None
     score = apply_without_prompts(mrml, logics, logic)
-    print(f"prompt-free liver Dice {score:.3f}")
     assert score > 0.7, f"liver Dice {score:.3f}"
 
 
