@@ -57,10 +57,10 @@ def run_task(name: str, k: int, methods: list[str], limit: int | None = None) ->
     source_cache = EmbeddingCache()
     target_caches = {t: EmbeddingCache() for t, _ in targets}
     rows, adapted = [], {}
+    atlas = make_atlas(image, exemplars) if any("atlas" in m for m in methods) else None
     for method in methods:
         row = {"task": name, "method": method, "k": k, "source": source_image, "slices": slices}
         if method == "atlas":
-            atlas = make_atlas(image, exemplars)
             rows.append(score({**row, "adapt_s": 0.0, "trainable": 0, "adapter_mb": 0.0}, targets, label,
                               lambda volume, _: warp_atlas(atlas, volume)))
             continue
@@ -75,15 +75,15 @@ def run_task(name: str, k: int, methods: list[str], limit: int | None = None) ->
             saved = save_adapter(Path(folder) / "model", result.backend, config,
                                  {"exemplars": {"axis": 0, "slices": slices, "labels": [label]},
                                   "window": list(result.window)}, result.heads,
-                                 make_atlas(image, exemplars) if method.endswith("-atlas") else None)
+                                 atlas if method.endswith("-atlas") else None)
             size_mb = sum(f.stat().st_size for f in saved.iterdir()) / 2 ** 20
             backend, manifest, loaded = load_adapter(saved)
-            heads, atlas = load_heads(saved, manifest), load_atlas(saved, manifest)
+            heads, loaded_atlas = load_heads(saved, manifest), load_atlas(saved, manifest)
         row.update(adapt_s=round(seconds, 1), trainable=trainable_parameters(config.method, result.backend,
                                                                             result.heads), adapter_mb=round(size_mb, 2))
         rows.append(score(row, targets, label, lambda volume, path: predict(
             volume, backend, loaded, window_for(volume, manifest.get("window")), 0, heads=heads,
-            cache=target_caches[path], atlas=atlas)))
+            cache=target_caches[path], atlas=loaded_atlas)))
     return rows
 
 

@@ -253,7 +253,8 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
         seeds = seeds_from_atlas(model, warped, config.stop.box_margin)
         if not seeds:
             raise InputError("predict: the saved atlas, registered onto this volume, does not overlap it (a "
-                             "different body part or field of view?); give --exemplars or --points")
+                             "different body part or field of view?); paint a slice (--exemplars) or place a "
+                             "positive point (--points) on the structure")
     if not seeds and heads is not None:
         seeds = seeds_from_heads(model, heads, config.stop.box_margin, cancel, progress)
     if not seeds:

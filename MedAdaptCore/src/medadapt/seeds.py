@@ -66,11 +66,15 @@ def seeds_from_heads(model: SliceModel, heads: HeadSet, margin: float, cancel: C
         if not found.any():
             continue
         index = int(np.argmax(found.sum(axis=(1, 2))))
-        box = model.frame.box_from_mask(found[index], margin)
-        seed = model.predict(index, box)[0] > 0.5
+        seed = _segment_in_box(model, index, found[index], margin)
         if seed.any():
             seeds[label] = {index: seed}
     return seeds
+
+
+def _segment_in_box(model: SliceModel, index: int, mask: np.ndarray, margin: float) -> np.ndarray:
+    """``model``'s mask on slice ``index`` prompted by the box of ``mask`` grown by ``margin`` frame pixels."""
+    return model.predict(index, model.frame.box_from_mask(mask, margin))[0] > 0.5
 
 
 def seeds_from_atlas(model: SliceModel, warped: np.ndarray, margin: float) -> dict[int, dict[int, np.ndarray]]:
@@ -81,7 +85,7 @@ def seeds_from_atlas(model: SliceModel, warped: np.ndarray, margin: float) -> di
     seeds: dict[int, dict[int, np.ndarray]] = {}
     for label in (int(v) for v in np.unique(warped) if v != 0):
         for index in np.flatnonzero((warped == label).any(axis=(1, 2))).tolist():
-            seed = model.predict(index, model.frame.box_from_mask(warped[index] == label, margin))[0] > 0.5
+            seed = _segment_in_box(model, index, warped[index] == label, margin)
             if seed.any():
                 seeds.setdefault(label, {})[index] = seed
     return seeds
