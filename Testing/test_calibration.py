@@ -20,6 +20,14 @@ def test_fill_predicts_a_held_slice_between_its_painted_neighbours():
     assert not predicted[:, :20].any()  # stays inside the painted extent
 
 
+def test_fill_predicts_a_held_slice_of_a_structure_touching_the_slice_edges():
+    # within 2 pixels of the bottom and right edges: the bounding box with its margin must stay on the slice
+    seeds = {s: _disc(r, shape=(40, 50), centre=(36, 46)) for s, r in ((3, 5), (6, 6), (9, 7))}
+    predicted = fill_held_slice(seeds, 6)
+    assert predicted.shape == (40, 50)
+    assert mask_dice(predicted, seeds[6]) > 0.8
+
+
 def test_fill_is_chosen_only_when_it_predicted_the_interior_slices_better():
     # compared on the interior slice 9 only: label 1 0.8 (fill) vs 0.4 (model), label 2 0.7 vs 0.75, although
     # label 2's model scores worse than label 1's on the outer slices 5 and 13

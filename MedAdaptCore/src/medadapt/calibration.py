@@ -57,8 +57,8 @@ def fill_held_slice(seeds: dict[int, np.ndarray], held: int) -> np.ndarray:
     low, high = max(s for s in seeds if s < held), min(s for s in seeds if s > held)
     both = seeds[low] | seeds[high]
     rows, cols = np.flatnonzero(both.any(axis=1)), np.flatnonzero(both.any(axis=0))
-    r0, r1 = max(0, rows[0] - 2), rows[-1] + 3
-    c0, c1 = max(0, cols[0] - 2), cols[-1] + 3
+    r0, r1 = max(0, rows[0] - 2), min(both.shape[0], rows[-1] + 3)
+    c0, c1 = max(0, cols[0] - 2), min(both.shape[1], cols[-1] + 3)
     stack = np.zeros((high - low + 1, r1 - r0, c1 - c0), bool)
     stack[0], stack[-1] = seeds[low][r0:r1, c0:c1], seeds[high][r0:r1, c0:c1]
     out = np.zeros(both.shape, bool)
