@@ -24,9 +24,10 @@ from .fseft import HeadSet, fit_heads
 from .intensity import intensity_window, is_ct, normalise
 from .points import PointPrompt
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
-from .propagation import SlicePrompts, propagate
+from .propagation import SlicePrompts, StopRule, propagate
 from .seeds import (exemplar_seeds, largest_component, prompts_by_label, seeds_from_atlas, seeds_from_heads,
                     seeds_from_points)
+from .size_prior import part_length
 from .slice_frame import in_plane_spacing
 from .slice_model import SliceModel
 from .synthesis import SynthesisConfig, synthesize
@@ -95,20 +96,45 @@ def training_set(model: SliceModel, exemplars: Exemplars, config: AdaptConfig, r
 def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict[int, dict[int, np.ndarray]],
             config: AdaptConfig, prompts: dict[int, SlicePrompts], progress: ProgressCallback | None = None,
             cancel: CancelFlag | None = None, fill_labels: set[int] = frozenset()) -> np.ndarray:
-    """Label stack (slice axis first) from propagating each label's seed masks (see :func:`assign_labels`);
-    for ``fill_labels`` Fill-between-slices replaces the model in the gaps between painted slices that
-    :func:`fill_max_gap` allows."""
+    """Label stack (slice axis first) from :func:`label_probabilities` (see :func:`assign_labels`)."""
+    probabilities = label_probabilities(model, exemplars, seeds_by_label, config, prompts, progress, cancel,
+                                        fill_labels)
+    return assign_labels(probabilities, exemplars, config)
+
+
+def label_probabilities(model: SliceModel, exemplars: Exemplars | None,
+                        seeds_by_label: dict[int, dict[int, np.ndarray]], config: AdaptConfig,
+                        prompts: dict[int, SlicePrompts], progress: ProgressCallback | None = None,
+                        cancel: CancelFlag | None = None, fill_labels: set[int] = frozenset()
+                        ) -> dict[int, np.ndarray]:
+    """Foreground probability by label (slice axis first) from propagating each label's seed masks; outward
+    walks of painted labels go at most :func:`outward_reach` slices; for ``fill_labels`` Fill-between-slices
+    replaces the model in the gaps between painted slices that :func:`fill_max_gap` allows."""
     labels = sorted(seeds_by_label)
     probabilities = {}
     for n, label in enumerate(labels):
         check_cancel(cancel)
-        negatives = set(exemplars.negative_slices(label)) if exemplars and label in exemplars.label_slices else set()
-        probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives)
+        painted = exemplars is not None and label in exemplars.label_slices
+        negatives = set(exemplars.negative_slices(label)) if painted else set()
+        reach = outward_reach(model, exemplars, label, config.stop) if painted else None
+        probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives, reach)
         if label in fill_labels and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
             probability = fill_gaps(probability, exemplars, label, fill_max_gap(exemplars, config))
         probabilities[label] = probability
         report(progress, Progress("segment", n + 1, len(labels)))
-    return assign_labels(probabilities, exemplars, config)
+    return probabilities
+
+
+def outward_reach(model: SliceModel, exemplars: Exemplars, label: int, rule: StopRule) -> int | None:
+    """How many slices an outward walk of painted ``label`` may go beyond its outermost painted slice:
+    ``rule.reach`` parts of the structure (:func:`part_length`, at least one slice), ``None`` for no limit."""
+    if rule.reach is None:
+        return None
+    slices = exemplars.label_slices[label]
+    area = float(np.mean([np.count_nonzero(exemplars.slice_mask(label, s)) for s in slices]))
+    slice_mm = float(tuple(reversed(exemplars.labelmap.geometry.spacing))[exemplars.axis])
+    part = part_length(slices, area, (*model.frame.spacing, slice_mm))
+    return max(1, int(np.ceil(rule.reach * part)))
 
 
 def assign_labels(probabilities: dict[int, np.ndarray], exemplars: Exemplars | None, config: AdaptConfig

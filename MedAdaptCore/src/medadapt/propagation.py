@@ -25,6 +25,12 @@ class StopRule:
     min_area_fraction: float = 0.03
     max_growth: float | None = None
     box_margin: float = 3.0
+    reach: float | None = None
+    """Longest outward walk beyond the outermost painted slice, as a fraction of the length of one part of the
+    structure that the painting samples (:func:`medadapt.size_prior.part_length`); ``None``: no limit."""
+    first_iou_to_model: bool = False
+    """On the first outward step, compare with the model's own mask of the painted slice rather than with the
+    painting (the rule then measures change in the model's output, not model-vs-hand disagreement)."""
 
 
 @dataclass
@@ -62,6 +68,9 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
     out = {}
     previous = seed.astype(bool)
     seed_area = max(1, np.count_nonzero(seed))
+    compared = previous
+    if rule is not None and rule.first_iou_to_model and previous.any():
+        compared = model.predict(start, model.frame.box_from_mask(previous, rule.box_margin))[0] > 0.5
     must_reach = prompts.furthest_positive(direction)
     for index in range(start + direction, end + direction, direction):
         check_cancel(model.cancel)
@@ -78,18 +87,19 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
             area = np.count_nonzero(current)
             too_small = area < rule.min_area_fraction * seed_area
             grows = rule.max_growth is not None and area > rule.max_growth * np.count_nonzero(previous)
-            if too_small or grows or _iou(previous, current) < rule.min_iou:
+            if too_small or grows or _iou(compared, current) < rule.min_iou:
                 break
         out[index] = probability
-        previous = current
+        previous = compared = current
     return out
 
 
 def propagate(model: SliceModel, seeds: dict[int, np.ndarray], rule: StopRule, prompts: SlicePrompts | None = None,
-              negatives: set[int] = frozenset()) -> np.ndarray:
+              negatives: set[int] = frozenset(), reach: int | None = None) -> np.ndarray:
     """Foreground probability for every slice of ``model``'s stack from exemplar masks ``seeds`` by slice.
 
-    Exemplar slices keep their painted masks exactly.
+    Exemplar slices keep their painted masks exactly. Outward walks go at most ``reach`` slices beyond the
+    outermost seed (any distance when ``None``), or further to reach a positive click.
     """
     prompts = prompts or SlicePrompts()
     probability = np.zeros(model.stack.shape, dtype=np.float32)
@@ -111,6 +121,12 @@ def propagate(model: SliceModel, seeds: dict[int, np.ndarray], rule: StopRule, p
             probability[index] = blend
     outer = [(order[0], -1, 0), (order[-1], +1, len(model) - 1)]
     for start, direction, end in outer:
+        if reach is not None:
+            furthest = prompts.furthest_positive(direction)
+            limit = start + direction * reach
+            if furthest is not None and (furthest - limit) * direction > 0:
+                limit = furthest
+            end = min(end, limit) if direction > 0 else max(end, limit)
         if start == end:
             continue
         for index, p in walk(model, start, seeds[start], direction, end, rule, prompts, negatives).items():

@@ -18,6 +18,16 @@ def robust_areas(areas: np.ndarray, min_count: int = 5) -> np.ndarray:
     return areas[keep]
 
 
+def part_length(slices: list[int], mean_area: float, spacing_rcs: tuple[float, float, float]) -> float:
+    """Length (in slices) of one of the k equal parts of a structure's extent that the painted ``slices`` are
+    read as sampling (one slice in each part): the mean spacing between them when k >= 2, and with one slice
+    the equivalent diameter sqrt(4 A / pi) of its painted cross-section (``mean_area`` pixels), in slices."""
+    if len(slices) >= 2:
+        return float(max(slices) - min(slices)) / (len(slices) - 1)
+    row_mm, col_mm, slice_mm = spacing_rcs
+    return float(np.sqrt(4 * mean_area * row_mm * col_mm / np.pi) / slice_mm)
+
+
 def expected_size(slices: list[int], areas: list[float], negatives: list[int], n_slices: int,
                   spacing_rcs: tuple[float, float, float], min_count: int = 5) -> float:
     """Expected structure volume S in voxels, from painted slices only.
@@ -39,11 +49,8 @@ def expected_size(slices: list[int], areas: list[float], negatives: list[int], n
     slices, areas = np.asarray(slices)[order], np.asarray(areas, float)[order]
     mean_area = float(robust_areas(areas, min_count).mean())
     k = len(slices)
-    if k >= 2:
-        extent, shape = (slices[-1] - slices[0]) * k / (k - 1), 1.0
-    else:
-        row_mm, col_mm, slice_mm = spacing_rcs
-        extent, shape = np.sqrt(4 * mean_area * row_mm * col_mm / np.pi) / slice_mm, 2.0 / 3.0
+    extent = part_length(slices.tolist(), mean_area, spacing_rcs) * k
+    shape = 1.0 if k >= 2 else 2.0 / 3.0
     centre = (slices[0] + slices[-1]) / 2
     below = max([s for s in negatives if s < slices[0]], default=-1)
     above = min([s for s in negatives if s > slices[-1]], default=n_slices)

@@ -1,0 +1,210 @@
+"""Inference variants of one adapted model per case: how outward walks stop and what segments the slices between
+painted ones (a script, not a test; needs ../shared/data).
+
+Each (case, k, placement) is adapted once with the default LoRA (seeded) and cached (adapter, intensity window,
+frozen slice embeddings, Fill's result) under ``--cache``; every variant then re-segments the volume from the
+same model, so variants differ only in inference and cost seconds, not minutes. Placement ``centre`` paints
+the centres of k equal bins of the structure's extent (the few-shot benchmark's protocol); ``random`` paints a
+random slice inside each bin (seeded per case), as users do.
+
+    OMP_NUM_THREADS=1 python benchmarks/inference_variants.py --k 1 3 5 --placement centre random \\
+        --out benchmarks/results/inference_variants.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fewshot import DATA, bin_centre_slices, cases  # noqa: E402
+
+VARIANTS = {
+    "baseline": {},
+    "reach0.5": {"stop": {"reach": 0.5}},
+    "reach0.75": {"stop": {"reach": 0.75}},
+    "first+reach0.5": {"stop": {"first_iou_to_model": True, "reach": 0.5}},
+    "first+reach0.75": {"stop": {"first_iou_to_model": True, "reach": 0.75}},
+}
+"""Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields)."""
+
+BETWEEN = ("auto", "model", "fill", "envelope")
+"""What segments the slices between painted ones, scored for every variant."""
+
+
+def painted_slices(target: np.ndarray, k: int, placement: str, case: str) -> list[int]:
+    """k painted slices: bin centres, or one random slice per bin (seeded by case and k)."""
+    if placement == "centre":
+        return bin_centre_slices(target, k)
+    present = np.flatnonzero(target.any(axis=(1, 2)))
+    edges = np.linspace(present.min(), present.max() + 1, k + 1)
+    rng = np.random.default_rng(zlib.crc32(f"{case}/{k}".encode()))
+    return sorted({int(rng.integers(int(np.ceil(edges[i])), max(int(np.ceil(edges[i])) + 1, int(edges[i + 1]))))
+                   for i in range(k)})
+
+
+def adapted(case: str, k: int, placement: str, cache_dir: Path):
+    """(image, exemplars, target, slices, backend, window, embeddings, Fill's labels, baseline facts, cache
+    path) of the model adapted on the k ``placement`` slices, adapting and caching on the first call."""
+    import torch
+
+    from medadapt.adapters import add_lora
+    from medadapt.backends import load_backend
+    from medadapt.baselines import fill_between_slices
+    from medadapt.config import AdaptConfig
+    from medadapt.exemplars import find_exemplars
+    from medadapt.metrics import evaluate
+    from medadapt.pipeline import EmbeddingCache, adapt
+    from medadapt.volume import read_volume
+
+    image_path, label_path, label = cases()[case]
+    image = read_volume(DATA / image_path)
+    reference = read_volume(DATA / label_path, label=True)
+    target = (reference.array == label).astype(np.int16)
+    slices = painted_slices(target, k, placement, case)
+    exemplars = find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
+    path = cache_dir / f"{case.replace('/', '_')}_k{k}_{placement}.pt"
+    if path.exists():
+        saved = torch.load(path, weights_only=True)
+        backend = load_backend("litemedsam", "cpu")
+        add_lora(backend, AdaptConfig().adapter)
+        backend.load_state_dict(saved["adapter"], strict=False)
+        backend.eval()
+        embeddings = {int(i): e.float() for i, e in saved["embeddings"].items()}
+        return (image, exemplars, target, slices, backend, tuple(saved["window"].tolist()), embeddings,
+                saved["fill"].numpy() if saved["fill"] is not None else None, saved["facts"], path)
+    cache = EmbeddingCache()
+    started = time.monotonic()
+    result = adapt(image, exemplars, AdaptConfig(), cache=cache)
+    seconds = time.monotonic() - started
+    score = evaluate(result.segmentation.array, target, [1], 0, slices, tuple(reversed(image.geometry.spacing)))[1]
+    embeddings = cache.slices(result.backend, 0, result.window)
+    fill = fill_between_slices(exemplars) if len(slices) > 1 else None
+    from medadapt.adapters import adapter_state
+    facts = {"lora_dice": score["dice"], "lora_seconds": round(seconds, 1)}
+    save(path, adapter_state(result.backend), result.window, embeddings, fill, facts)
+    return image, exemplars, target, slices, result.backend, result.window, embeddings, fill, facts, path
+
+
+def save(path: Path, adapter, window, embeddings, fill, facts) -> None:
+    """Write one case's cache file."""
+    import torch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"adapter": adapter, "window": torch.tensor(window), "facts": facts,
+                "embeddings": {str(i): e.half() for i, e in embeddings.items()},
+                "fill": None if fill is None else torch.as_tensor(fill)}, path)
+
+
+def envelope(probability: np.ndarray, filled: np.ndarray, gaps, spacing_rc) -> np.ndarray:
+    """Between painted slices: the model decides only in a band around Fill's contour, half the equivalent
+    radius of Fill's mask wide on each side (inside it Fill's core stays, outside nothing is added)."""
+    from scipy import ndimage
+    out = probability.copy()
+    for low, high in gaps:
+        for s in range(low + 1, high):
+            f = filled[s]
+            if not f.any():
+                continue
+            radius_mm = np.sqrt(np.count_nonzero(f) * spacing_rc[0] * spacing_rc[1] / np.pi)
+            inside = ndimage.distance_transform_edt(f, sampling=spacing_rc)
+            outside = ndimage.distance_transform_edt(~f, sampling=spacing_rc)
+            band = 0.5 * radius_mm
+            model = probability[s] > 0.5
+            out[s] = ((model & (outside <= band)) | (inside > band)).astype(np.float32)
+    return out
+
+
+def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[str], train_k: int) -> dict:
+    """Dice on the hidden slices of every variant x between-choice for one case painted on k slices at
+    ``placement``, segmented by the model adapted on ``train_k`` bin-centre slices (the variants compare
+    inference rules; a model adapted on other slices of the same structure is a shared, slightly optimistic
+    stand-in)."""
+    from medadapt.baselines import fill_between_slices
+    from medadapt.exemplars import find_exemplars
+    from medadapt.between import check_exemplars, fill_gaps, fill_max_gap, fillable_gaps
+    from medadapt.config import AdaptConfig
+    from medadapt.metrics import hidden_slices_only, mask_dice
+    from medadapt.pipeline import assign_labels, label_probabilities, slice_stack
+    from medadapt.seeds import exemplar_seeds
+    from medadapt.slice_frame import in_plane_spacing
+    from medadapt.slice_model import SliceModel
+
+    (image, trained_on, target, _, backend, window, embeddings, _, facts,
+     path) = adapted(case, train_k, "centre", cache_dir)
+    slices = painted_slices(target, k, placement, case)
+    exemplars = find_exemplars(image, trained_on.labelmap.with_array(target), axis=0, slices=slices)
+    fill = fill_between_slices(exemplars) if len(slices) > 1 else None
+    known = len(embeddings)
+    spacing_rc = in_plane_spacing(image.geometry.spacing, 0)
+    model = SliceModel(backend, slice_stack(image, 0, window), spacing_rc, embeddings=embeddings)
+    truth = hidden_slices_only(target > 0, 0, slices)
+    row = {"case": case, "k": k, "placement": placement, "slices": slices, "train_k": train_k, **facts}
+    if fill is not None:
+        row["fill"] = round(mask_dice(hidden_slices_only(fill > 0, 0, slices), truth), 4)
+    checks, fill_labels = check_exemplars(model, exemplars, AdaptConfig())
+    painted = exemplars.label_slices[1]
+    all_gaps = fillable_gaps(painted, None)
+    short_gaps = fillable_gaps(painted, fill_max_gap(exemplars, AdaptConfig()))
+    for name in variants:
+        change = VARIANTS[name]
+        config = replace(AdaptConfig(), stop=replace(AdaptConfig().stop, **change.get("stop", {})),
+                         between="model")
+        started = time.monotonic()
+        probability = label_probabilities(model, exemplars, exemplar_seeds(exemplars), config, {})[1]
+        scores = {}
+        for between in BETWEEN:
+            if between == "model" or len(painted) < 2:
+                p = probability
+            elif between == "fill":
+                p = fill_gaps(probability, exemplars, 1, None)
+            elif between == "auto":
+                p = fill_gaps(probability, exemplars, 1, fill_max_gap(exemplars, AdaptConfig())) \
+                    if 1 in fill_labels else probability
+            else:
+                p = envelope(probability, fill > 0, all_gaps, spacing_rc)
+            labels = assign_labels({1: p}, exemplars, AdaptConfig())
+            scores[between] = round(mask_dice(hidden_slices_only(labels > 0, 0, slices), truth), 4)
+        scores["seconds"] = round(time.monotonic() - started, 1)
+        row[name] = scores
+    row["loo_fill_wins"] = 1 in fill_labels
+    row["short_gaps"] = len(short_gaps)
+    if len(embeddings) > known:
+        import torch
+        saved = torch.load(path, weights_only=True)
+        save(path, saved["adapter"], window, embeddings, saved["fill"], facts)
+    return row
+
+
+def main() -> None:
+    """Run the variants on every (case, k, placement) and append one JSON line each."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 3, 5])
+    parser.add_argument("--placement", nargs="+", default=["centre"], choices=["centre", "random"])
+    parser.add_argument("--cases", nargs="*")
+    parser.add_argument("--train-k", type=int, default=3, help="bin-centre slices the shared model adapts on")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/medadapt-variants"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference_variants.jsonl"))
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
+    for case in args.cases or list(cases()):
+        for placement in args.placement:
+            for k in args.k:
+                row = run_case(case, k, placement, args.cache, args.variants, args.train_k)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                with args.out.open("a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                print(f"{case:32s} k={k} {placement:6s} fill={row.get('fill')} " + " ".join(
+                    f"{v}={row[v]['auto']:.3f}/{row[v]['envelope']:.3f}" for v in args.variants), flush=True)
+
+
+if __name__ == "__main__":
+    main()
