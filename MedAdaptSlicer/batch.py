@@ -78,7 +78,7 @@ def run(args, scene) -> Path:
         if value is not None:
             setattr(parameters, name, value)
     logic = MedAdaptLogic(SynchronousRunner())
-    result = np.zeros(painted.array.shape, np.int16)
+    result = np.zeros(painted.array.shape, np.int32)
     for label in labels:
         segment_id = segmentation_node.GetSegmentation().AddEmptySegment(f"label {label}", f"label {label}")
         write_segment_array(segmentation_node, segment_id, volume_node, painted.array == label)

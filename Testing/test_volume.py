@@ -91,10 +91,19 @@ def test_grid_mismatch_names_the_field():
         require_same_grid(a, b, "labels.nii")
 
 
-def test_failed_write_leaves_no_partial_file_and_unwritable_path_is_an_input_error(tmp_path):
+def test_failed_write_leaves_no_partial_file_and_unwritable_path_is_an_input_error(tmp_path, monkeypatch):
     volume = Volume.from_sitk(oblique_image(np.zeros((3, 4, 5), np.int16)))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InputError, match="unknown output file type"):
         write_volume(volume, tmp_path / "out.unknownformat")
+
+    def broken_writer(image, name, **options):
+        with open(name, "wb") as handle:
+            handle.write(b"half a file")
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(sitk, "WriteImage", broken_writer)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_volume(volume, tmp_path / "out.nii.gz")
+    monkeypatch.undo()
     assert os.listdir(tmp_path) == []
     with pytest.raises(InputError, match="does not exist"):
         write_volume(volume, tmp_path / "missing" / "out.nii.gz")

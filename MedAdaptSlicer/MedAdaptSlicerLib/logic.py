@@ -166,7 +166,7 @@ class MedAdaptLogic:
         seed = None if current is None else np.moveaxis(current, axis, 0)[index]
         if seed is None or not seed.any():
             raise InputError(f"propagate: the preview is empty on slice {index}; segment that slice first")
-        labelmap = np.zeros(image.array.shape, np.int16)
+        labelmap = np.zeros(image.array.shape, np.int32)
         np.moveaxis(labelmap, axis, 0)[index] = seed
         exemplars = Exemplars(image.with_array(labelmap), axis, [index], {1: [index]})
         session = self._slice_session(image, axis, device)

@@ -4,6 +4,7 @@ atomically."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -29,6 +30,20 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 
 
+def check_model_folder(directory: str | Path) -> Path:
+    """``directory`` as a Path when an adapter can be saved there (its parent exists and is writable, it is
+    not a file), else :class:`InputError`; called before any work so a run never fails at its end."""
+    directory = Path(directory)
+    parent = directory.parent if str(directory.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--save-model {directory}: parent folder {parent} does not exist")
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"--save-model {directory}: exists and is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"--save-model {directory}: parent folder {parent} is not writable")
+    return directory
+
+
 def save_adapter(directory: str | Path, backend: PromptableBackend, config: AdaptConfig, facts: dict,
                  heads: HeadSet | None = None, atlas: Atlas | None = None) -> Path:
     """Write the adapter weights, the FSEFT ``heads`` and the ``atlas`` (if any) and the manifest into
@@ -37,12 +52,8 @@ def save_adapter(directory: str | Path, backend: PromptableBackend, config: Adap
     ``facts`` holds run facts for the manifest: exemplar axis / slices / labels, intensity window, validation
     Dice, ...
     """
-    directory = Path(directory)
+    directory = check_model_folder(directory)
     parent = directory.parent if str(directory.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"--save-model {directory}: parent folder {parent} does not exist")
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"--save-model {directory}: exists and is not a folder")
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
     try:
         save_file(adapter_state(backend), str(staging / WEIGHTS))

@@ -74,7 +74,7 @@ def warp_atlas(atlas: Atlas, image: Volume, deformable: bool = True, samples: in
         report(progress, Progress("register atlas", 2, stages))
         check_cancel(cancel)
     warped = sitk.Resample(atlas.labels.to_sitk(), fixed_full, transform, sitk.sitkNearestNeighbor, 0)
-    return image.with_array(sitk.GetArrayFromImage(warped).astype(np.int16))
+    return image.with_array(sitk.GetArrayFromImage(warped).astype(np.int32))
 
 
 def _method(share: float, seed: int) -> sitk.ImageRegistrationMethod:

@@ -28,7 +28,7 @@ def fill_between_slices(exemplars: Exemplars) -> np.ndarray:
     Segment Editor "Fill between slices" does (one label at a time, :func:`interpolate_mask`); painted voxels
     keep their labels."""
     painted = exemplars.labelmap.array
-    out = painted.astype(np.int16)
+    out = painted.astype(np.int32)
     for label in exemplars.labels:
         filled = interpolate_mask(painted == label, exemplars.axis)
         out[filled & (out == 0)] = label

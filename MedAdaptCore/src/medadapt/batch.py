@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InputError
+from .volume import same_file
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 SUMMARY = "summary.csv"
@@ -70,18 +71,30 @@ def output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
     return outputs
 
 
+def check_batch_outputs(inputs: list[Path], out_dir: Path) -> list[Path]:
+    """The output paths of ``inputs`` in ``out_dir`` (:func:`output_paths`), or :class:`InputError` when the
+    folder cannot be made or an output would overwrite an input."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"-o {out_dir}: exists and is not a folder")
+    if not out_dir.parent.is_dir():
+        raise InputError(f"-o {out_dir}: parent folder {out_dir.parent} does not exist")
+    outputs = output_paths(inputs, out_dir)
+    clash = next(((i, o) for o in outputs for i in inputs if same_file(i, o)), None)
+    if clash:
+        raise InputError(f"-o {out_dir}: output {clash[1]} would overwrite the input {clash[0]}; choose an output "
+                         "folder other than the inputs' folder")
+    return outputs
+
+
 def run_batch(inputs: list[Path], out_dir: Path, segment_one: Callable[[Path, Path], None],
               show_progress: bool = True) -> list[BatchRow]:
     """Call ``segment_one(input, output)`` for every input with a tqdm bar, write ``out_dir/summary.csv``
     and return its rows; an :class:`InputError` marks that input ``failed`` and the batch goes on."""
     from tqdm import tqdm
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"-o {out_dir}: exists and is not a folder")
-    if not out_dir.parent.is_dir():
-        raise InputError(f"-o {out_dir}: parent folder {out_dir.parent} does not exist")
+    outputs = check_batch_outputs(inputs, out_dir)
     out_dir.mkdir(exist_ok=True)
     rows = []
-    for path, output in tqdm(list(zip(inputs, output_paths(inputs, out_dir))), desc="predict", unit="image",
+    for path, output in tqdm(list(zip(inputs, outputs)), desc="predict", unit="image",
                              disable=not show_progress):
         started = time.monotonic()
         try:

@@ -14,6 +14,10 @@ from .progress import Progress
 from .volume import check_writable, read_volume, require_same_grid, write_volume
 
 
+MAX_ITERATIONS, MAX_RANK, MAX_SYNTHETIC = 100_000, 256, 200
+"""Sanity limits of ``--iterations``, ``--rank`` and ``--synthetic`` (far above any useful value)."""
+
+
 class TqdmProgress:
     """Progress callback drawing one tqdm bar per stage (training shows loss and ETA)."""
 
@@ -71,12 +75,13 @@ def adapt_config(args: argparse.Namespace) -> AdaptConfig:
         raise InputError("--synthetic: the 3D swinunetr heads learn from the painted slices themselves "
                          "(no synthetic pairs); leave it out")
     trained = config.head if config.method in HEAD_METHODS else config.train
-    for option, value, target, field in (("--iterations", args.iterations, trained, "iterations"),
-                                          ("--rank", args.rank, config.adapter, "rank"),
-                                          ("--synthetic", args.synthetic, config.synthesis, "per_exemplar")):
+    for option, value, target, field, low, high in (
+            ("--iterations", args.iterations, trained, "iterations", 1, MAX_ITERATIONS),
+            ("--rank", args.rank, config.adapter, "rank", 1, MAX_RANK),
+            ("--synthetic", args.synthetic, config.synthesis, "per_exemplar", 0, MAX_SYNTHETIC)):
         if value is not None:
-            if value < (0 if field == "per_exemplar" else 1):
-                raise InputError(f"{option}: must be positive, got {value}")
+            if not low <= value <= high:
+                raise InputError(f"{option}: expected {low}..{high}, got {value}")
             setattr(target, field, value)
     return config
 
@@ -88,12 +93,16 @@ def _read_points(path, geometry):
 
 def run_adapt(args: argparse.Namespace) -> None:
     """``medadapt adapt``: exemplars -> adapted model -> segmentation file (+ adapter, + scores)."""
-    from .artifacts import save_adapter
+    from .artifacts import check_model_folder, save_adapter
     from .atlas import make_atlas
     from .metrics import evaluate
     from .pipeline import adapt
-    output = check_writable(args.output)
+    output = check_writable(args.output, (args.image, args.exemplars, args.reference, args.points))
     config = adapt_config(args)
+    if args.save_model:
+        if config.method == "fill":
+            raise InputError(f"--save-model: method {config.method!r} trains no model to save")
+        check_model_folder(args.save_model)
     image = read_volume(args.image)
     labelmap = read_volume(args.exemplars, label=True)
     exemplars = find_exemplars(image, labelmap, axis=parse_axis(args.axis), slices=parse_slices(args.slices),
@@ -107,6 +116,12 @@ def run_adapt(args: argparse.Namespace) -> None:
         result = adapt(image, exemplars, config, points, progress)
     finally:
         progress.close()
+    if args.save_model:  # before the segmentation: a run whose adapter cannot be saved writes nothing
+        facts = {"exemplars": {"axis": exemplars.axis, "slices": exemplars.slices, "labels": exemplars.labels},
+                 "window": list(result.window), "validation_dice": result.validation_dice,
+                 "final_loss": result.losses[-1] if result.losses else None, "size_priors": result.size_priors}
+        atlas = make_atlas(image, exemplars) if args.atlas else None
+        print(f"saved adapter to {save_adapter(args.save_model, result.backend, config, facts, result.heads, atlas)}")
     write_volume(result.segmentation, output)
     print(f"wrote {output} ({config.method}; labels {exemplars.labels}; axis {'zyx'[exemplars.axis]}; "
           f"painted slices {exemplars.slices}; {result.seconds:.0f} s)")
@@ -114,14 +129,6 @@ def run_adapt(args: argparse.Namespace) -> None:
         print(f"label {label}: leave-one-exemplar-out Dice {dice:.3f}")
     for label, size in result.size_priors.items():
         print(f"label {label}: size prior {size:.0f} voxels from the painted slices")
-    if args.save_model and result.backend is not None:
-        facts = {"exemplars": {"axis": exemplars.axis, "slices": exemplars.slices, "labels": exemplars.labels},
-                 "window": list(result.window), "validation_dice": result.validation_dice,
-                 "final_loss": result.losses[-1] if result.losses else None, "size_priors": result.size_priors}
-        atlas = make_atlas(image, exemplars) if args.atlas else None
-        print(f"saved adapter to {save_adapter(args.save_model, result.backend, config, facts, result.heads, atlas)}")
-    elif args.save_model:
-        raise InputError(f"--save-model: method {config.method!r} trains no model to save")
     if reference is not None:
         scores = evaluate(result.segmentation.array, reference.array, exemplars.labels, exemplars.axis,
                           exemplars.slices, tuple(reversed(image.geometry.spacing)))
@@ -136,13 +143,17 @@ def run_predict(args: argparse.Namespace) -> None:
         raise InputError("predict: give either one IMAGE or --batch DIR_OR_CSV")
     if args.batch and (args.exemplars or args.points):
         raise InputError("--batch: --exemplars and --points are per image; a batch runs without prompts")
+    if args.batch:
+        from .batch import batch_inputs, check_batch_outputs, run_batch
+        inputs = batch_inputs(args.batch)
+        check_batch_outputs(inputs, Path(args.output))
+    else:
+        check_writable(args.output, (args.image, args.exemplars, args.points))
     device = resolve_device(args.device)
     backend, manifest, config = load_adapter(args.model, device)
     heads = load_heads(args.model, manifest)
     atlas = load_atlas(args.model, manifest)
     if args.batch:
-        from .batch import batch_inputs, run_batch
-        inputs = batch_inputs(args.batch)
         rows = run_batch(inputs, Path(args.output), lambda path, output: _predict_one(
             path, output, backend, manifest, config, heads, atlas, None, None, False), not args.quiet)
         failed = [row for row in rows if row.status != "ok"]
@@ -160,7 +171,7 @@ def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfi
                  points_path, show_progress: bool) -> Path:
     """Segment one image with a loaded adapter and write the label map; returns the output path."""
     from .pipeline import predict, window_for
-    output = check_writable(output)
+    output = check_writable(output, (image_path, exemplars_path, points_path))
     image = read_volume(image_path)
     exemplars = None
     if exemplars_path:

@@ -143,7 +143,7 @@ def assign_labels(probabilities: dict[int, np.ndarray], exemplars: Exemplars | N
     ``config``; overlaps go to the most confident label; painted slices keep their painted labels."""
     shape = next(iter(probabilities.values())).shape
     best = np.zeros(shape, np.float32)
-    out = np.zeros(shape, np.int16)
+    out = np.zeros(shape, np.int32)
     for label in sorted(probabilities):
         probability = probabilities[label]
         mask = probability > 0.5

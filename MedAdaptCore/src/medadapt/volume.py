@@ -144,28 +144,70 @@ def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
     volume = Volume.from_sitk(image, source=str(path))
     check_complete(path, volume.array.nbytes)
     if label:
-        array = volume.array
-        if np.issubdtype(array.dtype, np.floating):
-            if not np.all(np.isfinite(array)):
-                raise InputError(f"{path}: label map holds NaN or inf values")
-            if not np.allclose(array, np.round(array)):
-                raise InputError(f"{path}: label map holds non-integer values; expected integer labels")
-        return volume.with_array(np.round(array).astype(np.int16))
+        return volume.with_array(label_array(volume.array, path))
     if np.issubdtype(volume.array.dtype, np.floating) and not np.all(np.isfinite(volume.array)):
         bad = int(np.size(volume.array) - np.count_nonzero(np.isfinite(volume.array)))
         raise InputError(f"{path}: image holds {bad} NaN or inf voxels; expected finite intensities")
     return volume
 
 
-def check_writable(path: str | os.PathLike) -> Path:
-    """Fail early with :class:`InputError` when ``path`` cannot be written."""
+MAX_LABEL = 65535
+"""Largest label value kept (labels are held as int32 and written exactly)."""
+MAX_LABEL_COUNT = 255
+"""More distinct values than this in a label map means an image was given where labels were expected."""
+
+
+def label_array(array: np.ndarray, path) -> np.ndarray:
+    """``array`` as int32 labels, or :class:`InputError` naming ``path``: integer values 0..65535 (floats
+    must be whole numbers), at most :data:`MAX_LABEL_COUNT` distinct labels."""
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise InputError(f"{path}: label map holds NaN or inf values")
+        if not np.allclose(array, np.round(array)):
+            raise InputError(f"{path}: label map holds non-integer values; expected integer labels")
+        array = np.round(array)
+    labels = np.unique(array)
+    if len(labels) - 1 > MAX_LABEL_COUNT:
+        raise InputError(f"{path}: {len(labels) - 1} distinct label values (at most {MAX_LABEL_COUNT} "
+                         "expected); is this an image rather than a label map?")
+    if len(labels) and labels[0] < 0:
+        raise InputError(f"{path}: label map holds negative values (min {labels[0]:g}); expected labels "
+                         f"0..{MAX_LABEL}")
+    if len(labels) and labels[-1] > MAX_LABEL:
+        raise InputError(f"{path}: label value {labels[-1]:g} above {MAX_LABEL}; expected labels 0..{MAX_LABEL}")
+    return array.astype(np.int32)
+
+
+WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+"""Label-map file types written (NIfTI, NRRD, MetaImage)."""
+
+
+def check_writable(path: str | os.PathLike, inputs: tuple = ()) -> Path:
+    """Fail early with :class:`InputError` when ``path`` cannot be written as a label map: its folder is
+    missing or not writable, it is a folder, its extension is not one of :data:`WRITABLE_SUFFIXES`, or it is
+    the same file as one of ``inputs`` (never overwrite an input)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"{path}: output is a folder; expected a file name such as {path / 'segmentation.nii.gz'}")
+    if not path.name.lower().endswith(WRITABLE_SUFFIXES):
+        raise InputError(f"{path}: unknown output file type; expected one of {', '.join(WRITABLE_SUFFIXES)}")
     if not parent.is_dir():
         raise InputError(f"{path}: output folder {parent} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InputError(f"{path}: output path is not writable")
+    for given in inputs:
+        if given and same_file(path, given):
+            raise InputError(f"{path}: output would overwrite the input {given}; choose another output name")
     return path
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file or folder (links followed; a missing path matches nothing)."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def _compound_suffix(path: Path) -> str:

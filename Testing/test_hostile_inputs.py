@@ -1,0 +1,138 @@
+"""Hostile and careless input to the command line: each case exits with the documented code and one line
+naming the file or option, leaves every input byte-identical and writes no output."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import oblique_image
+
+from medadapt.cli import main
+from medadapt.volume import read_volume
+
+
+def digest(folder):
+    """SHA-256 of every file under ``folder`` by relative path."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def case(tmp_path):
+    """A small oblique, anisotropic CT-like volume and a painting of label 2 on slices 3 and 8."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(40, 10, (12, 40, 48)).astype(np.int16)
+    image[:, :5] = -1000
+    labels = np.zeros(image.shape, np.uint8)
+    labels[3, 10:30, 12:36] = 2
+    labels[8, 12:28, 14:34] = 2
+    sitk.WriteImage(oblique_image(image), str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(oblique_image(labels), str(tmp_path / "painted.nii.gz"))
+    return tmp_path, tmp_path / "ct.nrrd", tmp_path / "painted.nii.gz"
+
+
+def refused(capsys, folder, argv, expected, code=2):
+    """Run ``medadapt argv``; assert ``code``, one stderr line holding ``expected`` and ``folder`` unchanged."""
+    before = digest(folder)
+    result = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert result == code, err
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert digest(folder) == before
+    return err
+
+
+def write_labels(folder, name, array):
+    sitk.WriteImage(oblique_image(array), str(folder / name))
+    return folder / name
+
+
+@pytest.mark.parametrize("target", ["image", "exemplars"])
+def test_output_that_is_an_input_is_refused(capsys, case, target):
+    folder, image, painted = case
+    output = image if target == "image" else painted
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", output, "--method", "fill"],
+            f"would overwrite the input {output}")
+
+
+def test_output_through_another_path_to_the_input_is_refused(capsys, case):
+    folder, image, painted = case
+    (folder / "link.nrrd").symlink_to(image)
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "link.nrrd", "--method",
+                             "fill"], "would overwrite the input")
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("sub", "output is a folder"),
+    ("out.png", "unknown output file type"),
+    ("missing/out.nii.gz", "output folder"),
+])
+def test_bad_output_names_are_refused_before_any_work(capsys, case, output, expected):
+    folder, image, painted = case
+    (folder / "sub").mkdir()
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / output, "--method", "fill"],
+            expected)
+
+
+@pytest.mark.parametrize("save_model, expected", [
+    ("adapter", "method 'fill' trains no model"),
+    ("missing/adapter", "parent folder"),
+])
+def test_save_model_problems_stop_the_run_before_it_writes(capsys, case, save_model, expected):
+    folder, image, painted = case
+    method = "fill" if save_model == "adapter" else "zero-shot"
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", "--method",
+                             method, "--save-model", folder / save_model], expected)
+    assert not (folder / "out.nii.gz").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--iterations", 10 ** 20), ("--iterations", 0), ("--rank", 100000),
+                                           ("--synthetic", -1), ("--synthetic", 5000)])
+def test_option_ranges(capsys, case, option, value):
+    folder, image, painted = case
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", option, value],
+            f"{option}: expected")
+
+
+@pytest.mark.parametrize("value, expected", [(-3, "negative values"), (70000, "above 65535")])
+def test_label_values_outside_0_to_65535_are_refused(capsys, case, value, expected):
+    folder, image, painted = case
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(painted))).astype(np.int32)
+    array[array == 2] = value
+    bad = write_labels(folder, "bad.nii.gz", array)
+    refused(capsys, folder, ["adapt", image, "--exemplars", bad, "-o", folder / "out.nii.gz", "--method", "fill"],
+            expected)
+
+
+def test_an_image_given_as_exemplars_gets_a_hint(capsys, case):
+    folder, _, _ = case
+    ct = np.random.default_rng(1).normal(40, 300, (12, 40, 48)).astype(np.int16)
+    image = write_labels(folder, "wide.nrrd", ct)
+    refused(capsys, folder, ["adapt", image, "--exemplars", image, "-o", folder / "out.nii.gz", "--method",
+                             "fill"], "is this an image rather than a label map?")
+
+
+def test_large_label_values_are_kept_exactly(capsys, case):
+    folder, image, painted = case
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(painted))).astype(np.int32)
+    array[array == 2] = 40000
+    big = write_labels(folder, "big.nii.gz", array)
+    assert main([str(a) for a in ["adapt", image, "--exemplars", big, "-o", folder / "out.nii.gz", "--method",
+                                  "fill", "--quiet"]]) == 0
+    out = read_volume(folder / "out.nii.gz", label=True).array
+    assert set(np.unique(out)) == {0, 40000} and (out[5] == 40000).any()
+
+
+def test_batch_output_folder_that_is_the_input_folder_is_refused(capsys, case, tmp_path_factory):
+    folder, image, _ = case
+    cohort = tmp_path_factory.mktemp("cohort")
+    (cohort / "a.nrrd").write_bytes(image.read_bytes())
+    model = tmp_path_factory.mktemp("model")  # empty: the clash is found before the model is read
+    refused(capsys, cohort, ["predict", "--batch", cohort, "--model", model, "-o", cohort], "would overwrite the input")
+
+
+def test_predict_output_that_is_its_image_is_refused(capsys, case, tmp_path_factory):
+    folder, image, _ = case
+    model = tmp_path_factory.mktemp("model")
+    refused(capsys, folder, ["predict", image, "--model", model, "-o", image], "would overwrite the input")
