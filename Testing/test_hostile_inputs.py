@@ -136,3 +136,44 @@ def test_predict_output_that_is_its_image_is_refused(capsys, case, tmp_path_fact
     folder, image, _ = case
     model = tmp_path_factory.mktemp("model")
     refused(capsys, folder, ["predict", image, "--model", model, "-o", image], "would overwrite the input")
+
+
+@pytest.mark.parametrize("points, expected", [
+    ('{"points": [{"position": [1, 2, 3], "label": "liver"}]}', "'label' must be a label value"),
+    ('{"points": [{"position": ["a", 2, 3]}]}', "position must be three finite numbers"),
+    ('{"points": [{"position": [1, 2, 3], "positive": "yes"}]}', "'positive' must be true or false"),
+    ('{"points": [{"position": [1, 2]}]}', "position must be three finite numbers"),
+    ('{"points": {"position": [1, 2, 3]}}', "expected an object with a 'points' list"),
+    ('not json', "not valid JSON"),
+])
+def test_malformed_points_files(capsys, case, points, expected):
+    folder, image, painted = case
+    (folder / "clicks.json").write_text(points)
+    err = refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz",
+                                   "--points", folder / "clicks.json", "--method", "fill"], "clicks.json: ")
+    assert expected in err
+
+
+@pytest.mark.parametrize("device", ["mps", "gpu", "cuda:x"])
+def test_unknown_device_is_refused_at_once(capsys, case, device):
+    folder, image, painted = case
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", "--device",
+                             device], "--device: expected auto, cpu or cuda")
+
+
+def test_a_painting_smaller_than_a_model_pixel_still_trains():
+    from medadapt.slice_frame import SliceFrame
+    frame = SliceFrame((512, 512), (0.7, 0.7), 256)
+    masks = np.zeros((2, 512, 512), bool)
+    masks[0, 100, 200] = True  # one voxel: a quarter of a frame pixel
+    masks[1, 100:140, 50:90] = True
+    converted = frame.mask_to_frame(masks)
+    assert converted[0].sum() == 1 and converted[0, 0, 50, 100] == 1
+    assert converted[1].sum() == 400  # ordinary masks are resized as before
+
+
+def test_a_constant_image_is_refused(capsys, case):
+    folder, _, painted = case
+    flat = write_labels(folder, "flat.nrrd", np.full((12, 40, 48), 7, np.int16))
+    refused(capsys, folder, ["adapt", flat, "--exemplars", painted, "-o", folder / "out.nii.gz", "--method",
+                             "zero-shot"], "constant image")

@@ -7,7 +7,9 @@ Exit codes: 0 ok, 2 bad input (the message names the file or option and what was
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
 from typing import Callable
 
 from .errors import CancelledError, InputError
@@ -97,12 +99,34 @@ def run_with_exit_code(prog: str, job: Callable[[], object]) -> int:
     return 0
 
 
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$", re.IGNORECASE)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Checks of option syntax that need no heavy import (so they answer at once); the rest is checked by
+    the commands before any work."""
+    if not DEVICE_PATTERN.match(args.device):
+        raise InputError(f"--device: expected auto, cpu or cuda, got {args.device!r}")
+
+
+def quiet_third_party_warnings() -> None:
+    """Hide deprecation notices of libraries (timm, MONAI) that a command-line user cannot act on."""
+    for category in (DeprecationWarning, FutureWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(timm|monai|torch|segment_anything)\b")
+    warnings.filterwarnings("ignore", message=r"Importing from timm")
+    warnings.filterwarnings("ignore", message=r".*always_return_as_numpy")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medadapt`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from . import commands
-    run = {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo}[args.command]
-    return run_with_exit_code("medadapt", lambda: run(args))
+    quiet_third_party_warnings()
+
+    def job():
+        check_options(args)
+        from . import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
+        {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo}[args.command](args)
+    return run_with_exit_code("medadapt", job)
 
 
 if __name__ == "__main__":

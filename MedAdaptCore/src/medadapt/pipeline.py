@@ -195,6 +195,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     if config.method == "fill":
         labels = fill_between_slices(exemplars)
         return AdaptResult(image.with_array(labels), None, window, seconds=time.monotonic() - started)
+    require_contrast(image)
     device = resolve_device(config.device)
     backend = backend or load_backend(config.backend, device, config.checkpoint, config.input_size)
     spacing = in_plane_spacing(image.geometry.spacing, exemplars.axis)
@@ -236,6 +237,13 @@ def _adapt_heads(image: Volume, exemplars: Exemplars, config: AdaptConfig, model
                        seconds=time.monotonic() - started, heads=heads, size_priors=priors)
 
 
+def require_contrast(image: Volume) -> None:
+    """:class:`InputError` for a constant image: a model sees nothing there to segment."""
+    if image.array.size and image.array.min() == image.array.max():
+        raise InputError(f"image: every voxel is {image.array.flat[0]!r}; a constant image holds nothing to "
+                         "segment")
+
+
 def window_for(image: Volume, manifest_window: tuple[float, float] | None) -> tuple[float, float]:
     """Intensity window for a new volume: the adapted CT window, or the new volume's own percentiles."""
     if manifest_window is not None and is_ct(image.array):
@@ -255,6 +263,7 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     or else a seed ``heads`` set (:func:`seeds_from_heads`) chooses where propagation starts. ``cache``
     shares frozen-encoder embeddings of ``image`` between calls.
     """
+    require_contrast(image)
     if config.backend == "swinunetr":
         from .fseft3d import predict_3d
         return predict_3d(image, backend, heads, config, axis, exemplars, cancel)

@@ -38,9 +38,16 @@ def points_from_world(positions, positives, labels, geometry: Geometry, system: 
         raise InputError(f"{source}: 'coordinates' must be RAS, LPS or voxel, got {system!r}")
     prompts = []
     for n, (position, positive, label) in enumerate(zip(positions, positives, labels)):
-        position = np.asarray(position, dtype=float)
+        try:
+            position = np.asarray(position, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{source}: point {n} position must be three finite numbers, got {position!r}") from exc
         if position.shape != (3,) or not np.all(np.isfinite(position)):
             raise InputError(f"{source}: point {n} position must be three finite numbers, got {position.tolist()}")
+        if isinstance(label, bool) or not isinstance(label, int) or not 1 <= label <= 65535:
+            raise InputError(f"{source}: point {n} 'label' must be a label value 1..65535, got {label!r}")
+        if not isinstance(positive, bool):
+            raise InputError(f"{source}: point {n} 'positive' must be true or false, got {positive!r}")
         if system == "VOXEL":
             ijk = position
         else:
@@ -50,7 +57,7 @@ def points_from_world(positions, positives, labels, geometry: Geometry, system: 
         if np.any(ijk < 0) or np.any(ijk >= np.asarray(geometry.size)):
             raise InputError(f"{source}: point {n} at {position.tolist()} ({system}) lies outside the image "
                              f"(voxel {ijk.tolist()}, size {list(geometry.size)})")
-        prompts.append(PointPrompt((int(ijk[2]), int(ijk[1]), int(ijk[0])), bool(positive), int(label)))
+        prompts.append(PointPrompt((int(ijk[2]), int(ijk[1]), int(ijk[0])), positive, label))
     return prompts
 
 

@@ -33,11 +33,16 @@ class SliceFrame:
         return tensor.repeat(1, 3, 1, 1)
 
     def mask_to_frame(self, masks: np.ndarray) -> torch.Tensor:
-        """(n, rows, cols) binary masks -> (n, 1, size, size) float tensor."""
-        tensor = torch.as_tensor(np.ascontiguousarray(masks), dtype=torch.float32)[:, None]
-        tensor = F.interpolate(tensor, size=self.resized, mode="bilinear", align_corners=False)
-        tensor = F.pad(tensor, (0, self.size - self.resized[1], 0, self.size - self.resized[0]))
-        return (tensor > 0.5).float()
+        """(n, rows, cols) binary masks -> (n, 1, size, size) float tensor; a mask too small to cover half a
+        frame pixel anywhere (a few voxels on a large slice) keeps every frame pixel it touches instead of
+        vanishing."""
+        source = torch.as_tensor(np.ascontiguousarray(masks), dtype=torch.float32)[:, None]
+        tensor = F.interpolate(source, size=self.resized, mode="bilinear", align_corners=False) > 0.5
+        vanished = ~tensor.flatten(1).any(dim=1) & (source.flatten(1).amax(dim=1) > 0)
+        if vanished.any():
+            tensor[vanished] = F.interpolate(source[vanished], size=self.resized, mode="area") > 0
+        tensor = F.pad(tensor.float(), (0, self.size - self.resized[1], 0, self.size - self.resized[0]))
+        return tensor
 
     def logits_to_slice(self, logits: torch.Tensor) -> torch.Tensor:
         """(n, 1, s, s) logits in the frame (any square size s) -> (n, rows, cols) logits on the slice grid."""
