@@ -84,3 +84,29 @@ def test_saved_atlas_starts_a_prompt_free_prediction_and_is_checked(saved, tmp_p
     labels.write_bytes(labels.read_bytes()[:-10])
     with pytest.raises(InputError, match="atlas_labels.nii.gz: checksum does not match"):
         load_atlas(target, manifest)
+
+
+@pytest.mark.parametrize("tamper, expected", [
+    (lambda m: m.pop("config"), "manifest field config: Field required"),
+    (lambda m: m.update(config=[1, 2]), "manifest field config: Input should be a valid dictionary"),
+    (lambda m: m["config"]["adapter"].update(rank="four"), "manifest field config.adapter.rank"),
+    (lambda m: m.update(heads={"kind": "mystery", "features": "embedding", "channels": 256, "labels": [1],
+                               "width": 0, "sha256": "0"}), "manifest field heads.kind"),
+    (lambda m: m.update(exemplars={"axis": 5}), "manifest field exemplars.axis"),
+    (lambda m: m.update(format=7), "unsupported adapter format 7"),
+    (lambda m: m.update(base_model="litemedsam"), "manifest field base_model"),
+])
+def test_manifests_that_do_not_fit_the_schema_are_refused_by_field(saved, tmp_path, tamper, expected):
+    folder, _, _, _ = saved
+    manifest = json.loads((folder / MANIFEST).read_text())
+    tamper(manifest)
+    (tmp_path / WEIGHTS).write_bytes((folder / WEIGHTS).read_bytes())
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=expected.replace(".", r"\.")):
+        load_adapter(tmp_path)
+
+
+def test_a_manifest_that_is_a_list_is_refused(saved, tmp_path):
+    (tmp_path / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(InputError, match="manifest must be a JSON object"):
+        load_adapter(tmp_path)

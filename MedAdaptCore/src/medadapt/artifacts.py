@@ -21,13 +21,13 @@ from .config import AdaptConfig
 from .errors import InputError
 from .atlas import Atlas
 from .fseft import HeadSet
+from .manifest import FORMAT, validated_manifest
 from .volume import read_volume, write_volume
 
 WEIGHTS = "adapter.safetensors"
 HEADS = "heads.safetensors"
 ATLAS_FILES = {"image": "atlas_image.nii.gz", "labels": "atlas_labels.nii.gz"}
 MANIFEST = "manifest.json"
-FORMAT = 1
 
 
 def check_model_folder(directory: str | Path) -> Path:
@@ -97,17 +97,16 @@ def read_manifest(directory: str | Path) -> dict:
         raise InputError(f"--model {directory}: no {MANIFEST} (not a MedAdapt adapter folder)") from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: manifest is not valid JSON ({exc})") from exc
-    if manifest.get("format") != FORMAT:
-        raise InputError(f"{path}: unsupported adapter format {manifest.get('format')!r}; expected {FORMAT}")
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: manifest must be a JSON object, got {type(manifest).__name__}")
     return manifest
 
 
 def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[PromptableBackend, dict, AdaptConfig]:
     """Base model + saved adapter, checksums and keys verified; returns (backend, manifest, config)."""
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    manifest, config = validated_manifest(read_manifest(directory), directory / MANIFEST)
     weights = _verified_file(directory, WEIGHTS, manifest.get("adapter_sha256"))
-    config = AdaptConfig.from_dict(manifest["config"])
     backend = load_backend(manifest["base_model"]["name"], device, config.checkpoint, config.input_size)
     if manifest["base_model"].get("sha256") != backend.checkpoint_sha256:
         raise InputError(f"{directory}: adapter was trained on base weights {manifest['base_model'].get('sha256')}"

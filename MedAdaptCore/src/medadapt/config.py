@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 
 from .adapters import AdapterConfig
 from .fseft import HeadConfig
@@ -46,21 +46,3 @@ class AdaptConfig:
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dictionary."""
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AdaptConfig":
-        """Inverse of :meth:`to_dict` (unknown keys are ignored, tuples restored)."""
-        def build(kind, values):
-            kwargs = {}
-            for f in fields(kind):
-                if f.name not in values:
-                    continue
-                value = values[f.name]
-                default = f.default_factory() if callable(f.default_factory) else f.default
-                if is_dataclass(default):
-                    value = build(type(default), value)
-                elif isinstance(default, tuple):
-                    value = tuple(value)
-                kwargs[f.name] = value
-            return kind(**kwargs)
-        return build(cls, data)

@@ -116,7 +116,7 @@ def label_probabilities(model: SliceModel, exemplars: Exemplars | None,
         check_cancel(cancel)
         painted = exemplars is not None and label in exemplars.label_slices
         negatives = set(exemplars.negative_slices(label)) if painted else set()
-        reach = outward_reach(model, exemplars, label, config.stop) if painted else None
+        reach = outward_reach(exemplars, label, config.stop) if painted else None
         probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives, reach)
         if label in fill_labels and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
             probability = fill_gaps(probability, exemplars, label, fill_max_gap(exemplars, config))
@@ -125,16 +125,15 @@ def label_probabilities(model: SliceModel, exemplars: Exemplars | None,
     return probabilities
 
 
-def outward_reach(model: SliceModel, exemplars: Exemplars, label: int, rule: StopRule) -> int | None:
+def outward_reach(exemplars: Exemplars, label: int, rule: StopRule) -> int | None:
     """How many slices an outward walk of painted ``label`` may go beyond its outermost painted slice:
-    ``rule.reach`` parts of the structure (:func:`part_length`, at least one slice), ``None`` for no limit."""
-    if rule.reach is None:
-        return None
+    ``rule.reach`` times the mean spacing between its painted slices (at least one slice); ``None`` (no
+    limit but the stop rule) without ``rule.reach`` or with a single painted slice, which tells nothing of
+    the structure's length along the slice axis."""
     slices = exemplars.label_slices[label]
-    area = float(np.mean([np.count_nonzero(exemplars.slice_mask(label, s)) for s in slices]))
-    slice_mm = float(tuple(reversed(exemplars.labelmap.geometry.spacing))[exemplars.axis])
-    part = part_length(slices, area, (*model.frame.spacing, slice_mm))
-    return max(1, int(np.ceil(rule.reach * part)))
+    if rule.reach is None or len(slices) < 2:
+        return None
+    return max(1, int(np.ceil(rule.reach * part_length(slices, 0.0, (1.0, 1.0, 1.0)))))
 
 
 def assign_labels(probabilities: dict[int, np.ndarray], exemplars: Exemplars | None, config: AdaptConfig
