@@ -177,3 +177,59 @@ def test_a_constant_image_is_refused(capsys, case):
     flat = write_labels(folder, "flat.nrrd", np.full((12, 40, 48), 7, np.int16))
     refused(capsys, folder, ["adapt", flat, "--exemplars", painted, "-o", folder / "out.nii.gz", "--method",
                              "zero-shot"], "constant image")
+
+
+def test_an_unexpected_failure_is_one_line_and_exit_1_with_the_traceback_under_debug(capsys, case, monkeypatch):
+    import medadapt.pipeline
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(medadapt.pipeline, "adapt", broken)
+    folder, image, painted = case
+    argv = ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz"]
+    err = refused(capsys, folder, argv, "internal error: ZeroDivisionError: a bug", code=1)
+    assert "Traceback" not in err
+    assert main(["--debug"] + [str(a) for a in argv]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("moment", ["start-up", "mid-run"])
+def test_ctrl_c_exits_130_and_writes_nothing(capsys, case, monkeypatch, moment):
+    import medadapt.commands
+    import medadapt.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    if moment == "start-up":
+        monkeypatch.setattr(medadapt.commands, "adapt_config", interrupted)
+    else:  # during training: the progress callback is where a real Ctrl-C lands between steps
+        monkeypatch.setattr(medadapt.commands, "TqdmProgress", lambda enabled: _interrupt_at("adapt"))
+    folder, image, painted = case
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", "--method",
+                             "lora", "--iterations", "5", "--synthetic", "0", "--save-model", folder / "model"],
+            "cancelled; nothing was written", code=130)
+
+
+class _interrupt_at:
+    """Progress callback that raises KeyboardInterrupt when ``stage`` starts."""
+
+    def __init__(self, stage):
+        self.stage = stage
+
+    def __call__(self, event):
+        if event.stage == self.stage:
+            raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("name", ["nan.nii.gz", "nan.nii", "nan.nrrd", "nan.mha"])
+def test_nan_voxels_are_refused_in_every_format(capsys, case, name):
+    folder, image, painted = case
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(image))).astype(np.float32)
+    array[4, 20, 20] = np.nan
+    array[5, 20, 20] = np.inf
+    bad = write_labels(folder, name, array)
+    refused(capsys, folder, ["adapt", bad, "--exemplars", painted, "-o", folder / "out.nii.gz", "--method",
+                             "fill"], f"{name}: image holds 2 NaN or inf voxels")

@@ -30,8 +30,8 @@ VARIANTS = {
     "baseline": {},
     "reach0.5": {"stop": {"reach": 0.5}},
     "reach0.75": {"stop": {"reach": 0.75}},
-    "first+reach0.5": {"stop": {"first_iou_to_model": True, "reach": 0.5}},
-    "first+reach0.75": {"stop": {"first_iou_to_model": True, "reach": 0.75}},
+    "reach1": {"stop": {"reach": 1.0}},
+    "first": {"stop": {"first_iou_to_model": True}},
 }
 """Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import traceback
 import warnings
 from typing import Callable
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``medadapt`` argument parser (also used by the Slicer module's headless batch script)."""
     parser = argparse.ArgumentParser(prog="medadapt", description="Adapt a medical segmentation foundation "
                                      "model to a few painted slices and segment the whole volume.")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     commands = parser.add_subparsers(dest="command", required=True)
     adapt = commands.add_parser("adapt", help="adapt to painted exemplar slices and segment the volume")
     _add_common(adapt)
@@ -80,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_with_exit_code(prog: str, job: Callable[[], object]) -> int:
-    """Run ``job`` and map its outcome to an exit code, printing a one-line message for known failures."""
+def run_with_exit_code(prog: str, job: Callable[[], object], debug: bool = False) -> int:
+    """Run ``job`` and map its outcome to an exit code with a one-line message: 2 bad input, 130 cancelled,
+    1 out of memory or any other failure (its traceback only with ``debug``)."""
     try:
         job()
     except InputError as exc:
@@ -90,12 +93,17 @@ def run_with_exit_code(prog: str, job: Callable[[], object]) -> int:
     except (CancelledError, KeyboardInterrupt):
         print(f"{prog}: cancelled; nothing was written", file=sys.stderr)
         return 130
-    except (MemoryError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every other failure is one line (the traceback with --debug)
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-            print(f"{prog}: error: out of memory ({str(exc).splitlines()[0][:200] if str(exc) else 'host RAM'})"
-                  "; try --device cpu, fewer --synthetic pairs or a smaller crop", file=sys.stderr)
-            return 1
-        raise
+            print(f"{prog}: error: out of memory ({first if str(exc) else 'host RAM'}); try --device cpu, fewer "
+                  "--synthetic pairs or a smaller crop", file=sys.stderr)
+        else:
+            print(f"{prog}: internal error: {type(exc).__name__}: {first} (nothing was written; --debug shows "
+                  "the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         from . import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
         {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo}[args.command](args)
-    return run_with_exit_code("medadapt", job)
+    return run_with_exit_code("medadapt", job, args.debug)
 
 
 if __name__ == "__main__":

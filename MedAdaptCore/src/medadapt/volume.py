@@ -145,10 +145,27 @@ def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
     check_complete(path, volume.array.nbytes)
     if label:
         return volume.with_array(label_array(volume.array, path))
-    if np.issubdtype(volume.array.dtype, np.floating) and not np.all(np.isfinite(volume.array)):
-        bad = int(np.size(volume.array) - np.count_nonzero(np.isfinite(volume.array)))
+    raw = nifti_voxels(path)
+    checked = raw if raw is not None else volume.array
+    if np.issubdtype(checked.dtype, np.floating) and not np.all(np.isfinite(checked)):
+        bad = int(np.size(checked) - np.count_nonzero(np.isfinite(checked)))
         raise InputError(f"{path}: image holds {bad} NaN or inf voxels; expected finite intensities")
     return volume
+
+
+def nifti_voxels(path: Path) -> np.ndarray | None:
+    """The voxels of a floating-point NIfTI file exactly as stored (nibabel; ITK's reader turns NaN into 0,
+    which would hide them), else ``None``."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return None
+    import nibabel
+    try:
+        image = nibabel.load(str(path))
+        if not np.issubdtype(image.get_data_dtype(), np.floating):
+            return None
+        return np.asarray(image.dataobj.get_unscaled())
+    except Exception as exc:  # noqa: BLE001 - SimpleITK read it already; report what nibabel found
+        raise InputError(f"{path}: unreadable NIfTI voxel data ({exc})") from exc
 
 
 MAX_LABEL = 65535
