@@ -233,3 +233,31 @@ def test_nan_voxels_are_refused_in_every_format(capsys, case, name):
     bad = write_labels(folder, name, array)
     refused(capsys, folder, ["adapt", bad, "--exemplars", painted, "-o", folder / "out.nii.gz", "--method",
                              "fill"], f"{name}: image holds 2 NaN or inf voxels")
+
+
+def write_dicom_series(folder, array, z_positions):
+    """A CT DICOM series, one file per slice of ``array`` (z, y, x) at ``z_positions`` (mm)."""
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for n, z in enumerate(z_positions):
+        image = sitk.GetImageFromArray(array[n:n + 1].astype(np.int16))
+        image.SetSpacing((0.8, 0.8, 1.0))
+        for tag, value in (("0008|0060", "CT"), ("0020|000d", "1.2.3.4"), ("0020|000e", "1.2.3.4.5"),
+                           ("0020|0013", str(n + 1)), ("0020|0032", f"0\\0\\{z}"),
+                           ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0008|0018", f"1.2.3.4.5.{n + 1}")):
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{n:03d}.dcm"))
+        writer.Execute(image)
+    return folder
+
+
+def test_a_dicom_series_with_a_missing_slice_is_refused(capsys, case):
+    folder, _, _ = case
+    array = np.random.default_rng(2).normal(40, 300, (6, 40, 48))
+    even = write_dicom_series(folder / "even", array, [0, 2.5, 5, 7.5, 10, 12.5])
+    assert read_volume(even).array.shape == (6, 40, 48)
+    gap = write_dicom_series(folder / "gap", array, [0, 2.5, 5, 10, 12.5, 15])
+    labels = write_labels(folder, "dicom_labels.nii.gz", np.zeros((6, 40, 48), np.uint8))
+    refused(capsys, folder, ["adapt", gap, "--exemplars", labels, "-o", folder / "out.nii.gz", "--method", "fill"],
+            "DICOM slices are unevenly spaced (a gap of 5 mm where 2.5 mm is typical)")

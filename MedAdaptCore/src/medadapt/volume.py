@@ -119,6 +119,30 @@ def check_complete(path: Path, expected_bytes: int) -> None:
                              f"voxel data alone needs {expected_bytes})")
 
 
+def check_even_spacing(folder: Path, names: list[str], tolerance: float = 0.01) -> None:
+    """:class:`InputError` when the slices of a DICOM series are not evenly spaced along their normal (a
+    missing or repeated slice): ITK would resample them onto one spacing with only a warning."""
+    if len(names) < 3:
+        return
+    positions, normal = [], None
+    for name in names:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        reader.ReadImageInformation()
+        if not reader.HasMetaDataKey("0020|0032") or not reader.HasMetaDataKey("0020|0037"):
+            return  # no geometry tags: nothing to compare
+        if normal is None:
+            row, col = np.split(np.array([float(v) for v in reader.GetMetaData("0020|0037").split("\\")]), 2)
+            normal = np.cross(row, col)
+        positions.append(float(np.dot(normal, [float(v) for v in reader.GetMetaData("0020|0032").split("\\")])))
+    gaps = np.diff(np.sort(positions))
+    typical = float(np.median(gaps))
+    worst = gaps[np.argmax(np.abs(gaps - typical))]
+    if typical <= 0 or abs(worst - typical) > tolerance * max(typical, 1.0):
+        raise InputError(f"{folder}: DICOM slices are unevenly spaced (a gap of {worst:.3g} mm where {typical:.3g} "
+                         "mm is typical): a slice is missing or repeated; export the complete series")
+
+
 def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
     """Read NIfTI / NRRD / MHA or a DICOM series folder; labels are cast to integers, images checked for NaN/inf."""
     path = Path(path)
@@ -130,7 +154,9 @@ def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
             series = reader.GetGDCMSeriesIDs(str(path))
             if not series:
                 raise InputError(f"{path}: folder holds no DICOM series")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+            names = reader.GetGDCMSeriesFileNames(str(path), series[0])
+            check_even_spacing(path, names)
+            reader.SetFileNames(names)
             image = reader.Execute()
         else:
             image = sitk.ReadImage(str(path))
