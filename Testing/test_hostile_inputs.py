@@ -261,3 +261,47 @@ def test_a_dicom_series_with_a_missing_slice_is_refused(capsys, case):
     labels = write_labels(folder, "dicom_labels.nii.gz", np.zeros((6, 40, 48), np.uint8))
     refused(capsys, folder, ["adapt", gap, "--exemplars", labels, "-o", folder / "out.nii.gz", "--method", "fill"],
             "DICOM slices are unevenly spaced (a gap of 5 mm where 2.5 mm is typical)")
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("zero.nii.gz", b"", "unreadable or truncated image file"),
+    ("text.nrrd", b"hello, I am not an image\n", "unreadable or truncated image file"),
+    ("noise.nii.gz", bytes(np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8)),
+     "unreadable or truncated image file"),
+    ("missing.nii.gz", None, "no such file or folder"),
+])
+def test_unreadable_images(capsys, case, name, content, expected):
+    folder, _, painted = case
+    if content is not None:
+        (folder / name).write_bytes(content)
+    refused(capsys, folder, ["adapt", folder / name, "--exemplars", painted, "-o", folder / "out.nii.gz",
+                             "--method", "fill"], f"{name}: {expected}")
+
+
+@pytest.mark.parametrize("checkpoint, expected", [
+    ("random.pth", "random.pth"),
+    ("pickle.pth", "pickle.pth"),
+    ("missing.pth", "missing.pth"),
+])
+def test_bad_checkpoints_are_refused_by_name(capsys, case, checkpoint, expected):
+    import torch
+    folder, image, painted = case
+    if checkpoint == "random.pth":
+        (folder / checkpoint).write_bytes(bytes(np.random.default_rng(4).integers(0, 256, 4096, dtype=np.uint8)))
+    elif checkpoint == "pickle.pth":
+        torch.save({"model": np.random.default_rng}, folder / checkpoint)  # code, not tensors
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", "--method",
+                             "zero-shot", "--checkpoint", folder / checkpoint], expected)
+
+
+def test_two_runs_writing_one_output_leave_one_complete_file(case):
+    import subprocess
+    import sys
+    folder, image, painted = case
+    command = [sys.executable, "-m", "medadapt.cli", "adapt", str(image), "--exemplars", str(painted), "-o",
+               str(folder / "out.nii.gz"), "--method", "fill", "--quiet"]
+    runs = [subprocess.Popen(command, stderr=subprocess.PIPE) for _ in range(2)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    out = read_volume(folder / "out.nii.gz", label=True)
+    assert set(np.unique(out.array)) == {0, 2}
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # no temporary file left
