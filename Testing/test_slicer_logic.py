@@ -111,3 +111,16 @@ def test_cancel_leaves_the_scene_identical():
     assert node_ids(scene) == nodes
     after = segment_arrays(segmentation, volume)
     assert after.keys() == arrays.keys() and all(np.array_equal(after[k], arrays[k]) for k in arrays)
+
+
+@needs_ct
+def test_a_failed_job_leaves_the_scene_identical():
+    scene, volume, segmentation, segment_id, positive, roi, liver = build_case()
+    logic = MedAdaptLogic(SynchronousRunner())
+    nodes, arrays = node_ids(scene), segment_arrays(segmentation, volume)
+    job = logic.start_adapt(volume, segmentation, segment_id, Parameters(method="lora", device="cuda"),
+                            roi_node=roi)  # no CUDA on this machine: bad input, reported by the job
+    assert job.state == "failed" and "--device cuda" in str(job.error) and logic.model is None
+    assert node_ids(scene) == nodes
+    after = segment_arrays(segmentation, volume)
+    assert after.keys() == arrays.keys() and all(np.array_equal(after[k], arrays[k]) for k in arrays)
