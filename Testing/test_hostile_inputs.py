@@ -305,3 +305,84 @@ def test_two_runs_writing_one_output_leave_one_complete_file(case):
     out = read_volume(folder / "out.nii.gz", label=True)
     assert set(np.unique(out.array)) == {0, 2}
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("size", "grid differs from the image grid (size"),
+    ("spacing", "grid differs from the image grid (spacing"),
+    ("direction", "grid differs from the image grid (direction"),
+])
+def test_exemplar_and_reference_grids_must_match_the_image(capsys, case, change, expected):
+    folder, image, painted = case
+    labels = sitk.ReadImage(str(painted))
+    if change == "size":
+        labels = labels[:, :, :11]
+    elif change == "spacing":
+        labels.SetSpacing((1.0, 1.0, 1.0))
+    else:
+        labels.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
+    sitk.WriteImage(labels, str(folder / "other.nii.gz"))
+    for option in ("--exemplars", "--reference"):
+        argv = (["adapt", image, "--exemplars", folder / "other.nii.gz"] if option == "--exemplars" else
+                ["adapt", image, "--exemplars", painted, "--reference", folder / "other.nii.gz"])
+        refused(capsys, folder, argv + ["-o", folder / "out.nii.gz", "--method", "fill"], expected)
+
+
+@pytest.mark.parametrize("components", ["vector", "4d-series"])
+def test_multi_component_and_4d_images_are_refused(capsys, case, components):
+    folder, _, painted = case
+    if components == "vector":
+        image = sitk.GetImageFromArray(np.zeros((12, 40, 48, 3), np.uint8), isVector=True)
+        expected = "expected one component per voxel, got 3"
+    else:
+        image = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((12, 40, 48), np.int16))] * 3)
+        expected = "expected a 3D image, got 4D"
+    sitk.WriteImage(image, str(folder / "odd.nrrd"))
+    refused(capsys, folder, ["adapt", folder / "odd.nrrd", "--exemplars", painted, "-o", folder / "out.nii.gz",
+                             "--method", "fill"], expected)
+
+
+@pytest.mark.parametrize("options, expected", [
+    (["--slices", "3,x"], "--slices: expected comma-separated slice numbers"),
+    (["--slices", "3,99"], "--slices: [99] outside 0..11"),
+    (["--slices", "5,6"], "no annotated slice among [5, 6]"),
+    (["--axis", "w"], "--axis: expected one of x, y, z"),
+    (["--labels", "two"], "--labels: expected comma-separated integers"),
+    (["--labels", "9"], "label(s) [9] not found"),
+    (["--method", "magic"], "--method: expected one of"),
+    (["--between", "both"], None),
+])
+def test_bad_option_values_name_the_option(capsys, case, options, expected):
+    folder, image, painted = case
+    argv = ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz"] + options
+    if expected is None:  # argparse's own choice check: exit 2 with its usage line, nothing written
+        before = digest(folder)
+        with pytest.raises(SystemExit) as stop:
+            main([str(a) for a in argv])
+        assert stop.value.code == 2 and "--between: invalid choice" in capsys.readouterr().err
+        assert digest(folder) == before
+        return
+    refused(capsys, folder, argv, expected)
+
+
+@pytest.mark.parametrize("points, expected", [
+    ('{"coordinates": "XYZ", "points": [{"position": [1, 2, 3]}]}', "'coordinates' must be RAS, LPS or voxel"),
+    ('{"coordinates": "voxel", "points": [{"position": [100, 2, 3]}]}', "lies outside the image"),
+    ('{"points": [{"positive": true}]}', "every point needs a 'position'"),
+])
+def test_points_outside_or_in_unknown_coordinates(capsys, case, points, expected):
+    folder, image, painted = case
+    (folder / "clicks.json").write_text(points)
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", "--points",
+                             folder / "clicks.json", "--method", "fill"], expected)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["predict", "--model", "M", "-o", "out.nii.gz"], "give either one IMAGE or --batch"),
+    (["predict", "IMG", "--batch", "B", "--model", "M", "-o", "out"], "give either one IMAGE or --batch"),
+    (["predict", "--batch", "B", "--points", "P", "--model", "M", "-o", "out"], "--batch: --exemplars and --points"),
+])
+def test_predict_argument_combinations(capsys, case, argv, expected):
+    folder, image, _ = case
+    argv = [str(image) if a == "IMG" else str(folder) if a in ("B", "M") else a for a in argv]
+    refused(capsys, folder, argv, expected)
