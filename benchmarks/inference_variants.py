@@ -182,6 +182,30 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
     return row
 
 
+def table(paths: list[Path], between: str = "auto") -> None:
+    """Print a markdown table of every variant's Dice (``between`` choice) per row of the results files, with
+    Fill and the means."""
+    rows = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
+    names = [name for name in VARIANTS if any(name in row for row in rows)]
+    print("| case | k | placement | slices | fill | " + " | ".join(names) + " |")
+    print("|---" * (5 + len(names)) + "|")
+    for row in sorted(rows, key=lambda r: (r["k"], r["placement"], r["case"])):
+        cells = [f"{row[n][between]:.3f}" if n in row else "–" for n in names]
+        fill = f"{row['fill']:.3f}" if row.get("fill") is not None else "–"
+        print(f"| {row['case']} | {row['k']} | {row['placement']} | {row['slices']} | {fill} | " + " | ".join(cells)
+              + " |")
+    for k, placement in sorted({(r["k"], r["placement"]) for r in rows}):
+        group = [r for r in rows if (r["k"], r["placement"]) == (k, placement) and all(n in r for n in names)]
+        if not group:
+            continue
+        means = [f"{np.mean([r[n][between] for r in group]):.3f}" for n in names]
+        fills = [r["fill"] for r in group if r.get("fill") is not None]
+        wins = [sum(r[n][between] >= r["fill"] - 0.01 for r in group if r.get("fill") is not None) for n in names]
+        print(f"| **mean of {len(group)}** | {k} | {placement} | | {np.mean(fills) if fills else float('nan'):.3f} | "
+              + " | ".join(f"{m} ({w}/{len(fills)} within 0.01 of Fill or above)" for m, w in zip(means, wins))
+              + " |")
+
+
 def main() -> None:
     """Run the variants on every (case, k, placement) and append one JSON line each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -192,7 +216,12 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/medadapt-variants"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference_variants.jsonl"))
+    parser.add_argument("--table", type=Path, nargs="+", help="print the table of these results files and exit")
+    parser.add_argument("--between", default="auto", choices=BETWEEN, help="which between-choice --table shows")
     args = parser.parse_args()
+    if args.table:
+        table(args.table, args.between)
+        return
     if not DATA.is_dir():
         sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
     for case in args.cases or list(cases()):
