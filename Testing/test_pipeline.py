@@ -36,7 +36,7 @@ def runs(crop):
     lora = adapt(image, exemplars, _short_lora(), progress=events.append, cache=cache)
     zero_shot = adapt(image, exemplars, AdaptConfig(method="zero-shot", device="cpu"), cache=cache)
     fill = adapt(image, exemplars, AdaptConfig(method="fill"))
-    return {"lora": lora, "zero-shot": zero_shot, "fill": fill, "events": events}
+    return {"lora": lora, "zero-shot": zero_shot, "fill": fill, "events": events, "cache": cache}
 
 
 def _dice(result, crop):
@@ -63,6 +63,20 @@ def test_segmentation_keeps_the_grid_the_painting_and_reaches_beyond_the_outer_e
     outer = runs["lora"].segmentation.array
     assert (outer[PAINTED[-1] + 1:] == LIVER).any() and (outer[:PAINTED[0]] == LIVER).any()
     assert not (runs["fill"].segmentation.array[PAINTED[-1] + 1:]).any()  # fill cannot extrapolate
+
+
+def test_outward_walks_stop_within_their_reach_of_the_painted_spacing(runs, crop):
+    image, liver, exemplars = crop
+    config = AdaptConfig(method="zero-shot", device="cpu")
+    config.stop.reach = None
+    unbounded = adapt(image, exemplars, config, cache=runs["cache"]).segmentation.array
+    config.stop.reach = 0.25  # a quarter of the 7-slice spacing: at most 2 slices beyond 3 and 10
+    bounded = adapt(image, exemplars, config, cache=runs["cache"]).segmentation.array
+    covered = np.flatnonzero(bounded.any(axis=(1, 2)))
+    assert covered.min() >= PAINTED[0] - 2 and covered.max() <= PAINTED[-1] + 2
+    assert (unbounded[:PAINTED[0] - 2] == LIVER).any() or (unbounded[PAINTED[-1] + 3:] == LIVER).any()
+    inside = slice(PAINTED[0] - 2, PAINTED[-1] + 3)
+    np.testing.assert_array_equal(bounded[inside], unbounded[inside])
 
 
 def test_progress_reports_every_stage_with_loss_and_eta(runs):

@@ -27,13 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot import DATA, bin_centre_slices, cases  # noqa: E402
 
 VARIANTS = {
-    "baseline": {},
+    "baseline": {"stop": {"reach": None}},
     "reach0.5": {"stop": {"reach": 0.5}},
     "reach0.75": {"stop": {"reach": 0.75}},
     "reach1": {"stop": {"reach": 1.0}},
-    "first": {"stop": {"first_iou_to_model": True}},
 }
-"""Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields)."""
+"""Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields). Also
+measured and dropped (BENCHMARKS.md): comparing an outward walk's first step with the model's own mask of the
+painted slice (commit e151465's ``StopRule.first_iou_to_model``), and a reach from the cross-section's
+equivalent diameter for one painted slice."""
 
 BETWEEN = ("auto", "model", "fill", "envelope")
 """What segments the slices between painted ones, scored for every variant."""

@@ -1,8 +1,8 @@
 """Volumetric inference: propagate box prompts slice by slice from the painted slices, in both directions.
 
 Between two exemplars the walks from both ends are blended by distance; beyond the outermost exemplars a
-walk goes on until the structure vanishes (see :class:`StopRule`), so slices past the last painted one are
-segmented too.
+walk goes on until the structure vanishes or changes too fast, and at most half the painted slices' spacing
+(see :class:`StopRule`), so slices past the last painted one are segmented too.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ class StopRule:
     min_area_fraction: float = 0.03
     max_growth: float | None = None
     box_margin: float = 3.0
-    reach: float | None = None
-    """Longest outward walk beyond the outermost painted slice, as a fraction of the length of one part of the
-    structure that the painting samples (:func:`medadapt.size_prior.part_length`); ``None``: no limit."""
-    first_iou_to_model: bool = False
-    """On the first outward step, compare with the model's own mask of the painted slice rather than with the
-    painting (the rule then measures change in the model's output, not model-vs-hand disagreement)."""
+    reach: float | None = 0.5
+    """Longest outward walk beyond the outermost painted slice, as a fraction of the mean spacing between the
+    painted slices (:func:`medadapt.pipeline.outward_reach`); ``None``: no limit but this rule's others. The
+    painting is read as one slice in each of k equal parts of the structure (as the size prior reads it), so
+    the structure ends about half a part beyond the outermost painted slice."""
 
 
 @dataclass
@@ -68,9 +67,6 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
     out = {}
     previous = seed.astype(bool)
     seed_area = max(1, np.count_nonzero(seed))
-    compared = previous
-    if rule is not None and rule.first_iou_to_model and previous.any():
-        compared = model.predict(start, model.frame.box_from_mask(previous, rule.box_margin))[0] > 0.5
     must_reach = prompts.furthest_positive(direction)
     for index in range(start + direction, end + direction, direction):
         check_cancel(model.cancel)
@@ -87,10 +83,10 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
             area = np.count_nonzero(current)
             too_small = area < rule.min_area_fraction * seed_area
             grows = rule.max_growth is not None and area > rule.max_growth * np.count_nonzero(previous)
-            if too_small or grows or _iou(compared, current) < rule.min_iou:
+            if too_small or grows or _iou(previous, current) < rule.min_iou:
                 break
         out[index] = probability
-        previous = compared = current
+        previous = current
     return out
 
 
