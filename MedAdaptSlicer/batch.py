@@ -17,12 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-UNSUPPORTED = ("slices", "axis", "labels", "reference", "lora_parts")
+UNSUPPORTED = ("slices", "axis", "labels", "reference", "lora_parts", "base_model", "checkpoint", "input_size",
+               "between", "atlas", "pretrained_class")
+"""``medadapt adapt`` options the batch script refuses by name instead of ignoring them."""
 
 
 def parse_arguments(argv: list[str]):
     """``medadapt adapt`` options, with the image given as ``--image`` (Slicer's command line style)."""
-    from medadapt.cli import build_parser
+    from medadapt.cli import build_parser, check_options
     from medadapt.errors import InputError
     argv = list(argv)
     if "--image" not in argv or argv.index("--image") + 1 >= len(argv):
@@ -31,7 +33,9 @@ def parse_arguments(argv: list[str]):
     image = argv[at + 1]
     del argv[at:at + 2]
     args = build_parser().parse_args(["adapt", image, *argv])
-    given = [name for name in UNSUPPORTED if getattr(args, name, None) is not None]
+    check_options(args)
+    defaults = build_parser().parse_args(["adapt", image, "--exemplars", "-", "-o", "-"])
+    given = [name for name in UNSUPPORTED if getattr(args, name) != getattr(defaults, name)]
     if given:
         raise InputError(f"--{given[0].replace('_', '-')}: not supported by the Slicer batch script; "
                          f"crop the exemplar map or use 'medadapt adapt'")

@@ -110,11 +110,19 @@ def run_with_exit_code(prog: str, job: Callable[[], object], debug: bool = False
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$", re.IGNORECASE)
 
 
+OPTION_RANGES = {"iterations": (1, 100_000), "rank": (1, 256), "synthetic": (0, 200), "input_size": (16, 4096)}
+"""Sanity limits of numeric options (far beyond any useful value), checked before anything heavy is imported."""
+
+
 def check_options(args: argparse.Namespace) -> None:
-    """Checks of option syntax that need no heavy import (so they answer at once); the rest is checked by
-    the commands before any work."""
+    """Checks of option syntax and ranges that need no heavy import (so they answer at once); what needs
+    the files (grids, labels, checkpoints) is checked by the commands before any work."""
     if not DEVICE_PATTERN.match(args.device):
         raise InputError(f"--device: expected auto, cpu or cuda, got {args.device!r}")
+    for name, (low, high) in OPTION_RANGES.items():
+        value = getattr(args, name, None)
+        if value is not None and not low <= value <= high:
+            raise InputError(f"--{name.replace('_', '-')}: expected {low}..{high}, got {value}")
 
 
 def quiet_third_party_warnings() -> None:

@@ -14,10 +14,6 @@ from .progress import Progress
 from .volume import check_writable, read_volume, require_same_grid, write_volume
 
 
-MAX_ITERATIONS, MAX_RANK, MAX_SYNTHETIC = 100_000, 256, 200
-"""Sanity limits of ``--iterations``, ``--rank`` and ``--synthetic`` (far above any useful value)."""
-
-
 class TqdmProgress:
     """Progress callback drawing one tqdm bar per stage (training shows loss and ETA)."""
 
@@ -75,13 +71,9 @@ def adapt_config(args: argparse.Namespace) -> AdaptConfig:
         raise InputError("--synthetic: the 3D swinunetr heads learn from the painted slices themselves "
                          "(no synthetic pairs); leave it out")
     trained = config.head if config.method in HEAD_METHODS else config.train
-    for option, value, target, field, low, high in (
-            ("--iterations", args.iterations, trained, "iterations", 1, MAX_ITERATIONS),
-            ("--rank", args.rank, config.adapter, "rank", 1, MAX_RANK),
-            ("--synthetic", args.synthetic, config.synthesis, "per_exemplar", 0, MAX_SYNTHETIC)):
-        if value is not None:
-            if not low <= value <= high:
-                raise InputError(f"{option}: expected {low}..{high}, got {value}")
+    for value, target, field in ((args.iterations, trained, "iterations"), (args.rank, config.adapter, "rank"),
+                                 (args.synthetic, config.synthesis, "per_exemplar")):
+        if value is not None:  # ranges were checked by cli.check_options
             setattr(target, field, value)
     return config
 
