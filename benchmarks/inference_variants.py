@@ -197,15 +197,16 @@ def table(paths: list[Path], between: str = "auto") -> None:
         print(f"| {row['case']} | {row['k']} | {row['placement']} | {row['slices']} | {fill} | " + " | ".join(cells)
               + " |")
     for k, placement in sorted({(r["k"], r["placement"]) for r in rows}):
-        group = [r for r in rows if (r["k"], r["placement"]) == (k, placement) and all(n in r for n in names)]
-        if not group:
-            continue
-        means = [f"{np.mean([r[n][between] for r in group]):.3f}" for n in names]
+        group = [r for r in rows if (r["k"], r["placement"]) == (k, placement)]
         fills = [r["fill"] for r in group if r.get("fill") is not None]
-        wins = [sum(r[n][between] >= r["fill"] - 0.01 for r in group if r.get("fill") is not None) for n in names]
-        print(f"| **mean of {len(group)}** | {k} | {placement} | | {np.mean(fills) if fills else float('nan'):.3f} | "
-              + " | ".join(f"{m} ({w}/{len(fills)} within 0.01 of Fill or above)" for m, w in zip(means, wins))
-              + " |")
+        cells = []
+        for name in names:
+            scored = [r for r in group if name in r]
+            below = sum(r[name][between] < r["fill"] - 0.01 for r in scored if r.get("fill") is not None)
+            cells.append(f"{np.mean([r[name][between] for r in scored]):.3f} ({len(scored)} cases, {below} below "
+                         "Fill by > 0.01)" if scored else "–")
+        print(f"| **mean** | {k} | {placement} | | {np.mean(fills) if fills else float('nan'):.3f} | "
+              + " | ".join(cells) + " |")
 
 
 def main() -> None:
