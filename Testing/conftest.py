@@ -59,3 +59,18 @@ def liver_crop(sample, slices: slice = slice(8, 22)):
     crop_labels = Volume.from_sitk(labels.to_sitk()[:, :, slices.start:slices.stop])
     liver = (crop_labels.array == LIVER).astype(np.int16) * LIVER
     return crop_image, crop_labels.with_array(liver)
+
+
+@pytest.fixture()
+def small_case(tmp_path):
+    """A synthetic oblique, anisotropic CT-like volume (``ct.nrrd``) with label 2 painted on slices 3 and 8
+    (``painted.nii.gz``), in ``tmp_path``: (image path, labels path)."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(40, 10, (12, 40, 48)).astype(np.int16)
+    image[:, :5] = -1000
+    labels = np.zeros(image.shape, np.uint8)
+    labels[3, 10:30, 12:36] = 2
+    labels[8, 12:28, 14:34] = 2
+    sitk.WriteImage(oblique_image(image), str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(oblique_image(labels), str(tmp_path / "painted.nii.gz"))
+    return tmp_path / "ct.nrrd", tmp_path / "painted.nii.gz"

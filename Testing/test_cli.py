@@ -19,20 +19,6 @@ def run(capsys, *argv):
     return code, capsys.readouterr().err
 
 
-@pytest.fixture()
-def small_case(tmp_path):
-    """A synthetic oblique, anisotropic CT-like volume with a painted block on 2 slices."""
-    rng = np.random.default_rng(0)
-    image = rng.normal(40, 10, (12, 40, 48)).astype(np.int16)
-    image[:, :5] = -1000
-    labels = np.zeros(image.shape, np.uint8)
-    labels[3, 10:30, 12:36] = 2
-    labels[8, 12:28, 14:34] = 2
-    sitk.WriteImage(oblique_image(image), str(tmp_path / "ct.nrrd"))
-    sitk.WriteImage(oblique_image(labels), str(tmp_path / "painted.nii.gz"))
-    return tmp_path / "ct.nrrd", tmp_path / "painted.nii.gz"
-
-
 def test_fill_writes_a_labelmap_on_exactly_the_input_grid(capsys, tmp_path, small_case):
     image, labels = small_case
     code, err = run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "out.nrrd", "--method",

@@ -19,17 +19,9 @@ def digest(folder):
 
 
 @pytest.fixture()
-def case(tmp_path):
-    """A small oblique, anisotropic CT-like volume and a painting of label 2 on slices 3 and 8."""
-    rng = np.random.default_rng(0)
-    image = rng.normal(40, 10, (12, 40, 48)).astype(np.int16)
-    image[:, :5] = -1000
-    labels = np.zeros(image.shape, np.uint8)
-    labels[3, 10:30, 12:36] = 2
-    labels[8, 12:28, 14:34] = 2
-    sitk.WriteImage(oblique_image(image), str(tmp_path / "ct.nrrd"))
-    sitk.WriteImage(oblique_image(labels), str(tmp_path / "painted.nii.gz"))
-    return tmp_path, tmp_path / "ct.nrrd", tmp_path / "painted.nii.gz"
+def case(tmp_path, small_case):
+    """(folder, image, painting) of conftest's ``small_case``: label 2 painted on slices 3 and 8."""
+    return (tmp_path, *small_case)
 
 
 def refused(capsys, folder, argv, expected, code=2):
