@@ -6,14 +6,10 @@ from dataclasses import asdict, dataclass, field
 
 from .adapters import AdapterConfig
 from .fseft import HeadConfig
+from .method_names import HEAD_METHODS, METHODS  # noqa: F401  (re-exported)
 from .propagation import StopRule
 from .synthesis import SynthesisConfig
 from .training import TrainConfig
-
-METHODS = ("lora", "zero-shot", "fill", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
-HEAD_METHODS = {"linear-probe": ("linear-probe", False), "spatial-adapter": ("spatial-adapter", False),
-                "spatial-adapter-ti": ("spatial-adapter", True)}
-"""FSEFT methods -> (head kind, constrained transductive inference); they segment every slice without prompts."""
 
 
 @dataclass
