@@ -8,7 +8,8 @@ from pathlib import Path
 from medadapt.artifacts import load_adapter, load_atlas, load_heads, save_adapter
 from medadapt.atlas import Atlas
 from medadapt.backends.base import PromptableBackend
-from medadapt.config import HEAD_METHODS, AdaptConfig
+from medadapt.config import AdaptConfig
+from medadapt.method_names import HEAD_METHODS
 from medadapt.errors import InputError
 from medadapt.fseft import HeadSet
 

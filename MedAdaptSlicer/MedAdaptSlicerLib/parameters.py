@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from medadapt.config import HEAD_METHODS, METHODS, AdaptConfig
+from medadapt.config import AdaptConfig
+from medadapt.method_names import HEAD_METHODS, METHODS
 from medadapt.errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda")

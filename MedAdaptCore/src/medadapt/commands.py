@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .config import HEAD_METHODS, AdaptConfig
+from .config import AdaptConfig
+from .method_names import HEAD_METHODS
 from .devices import default_adapter_parts, resolve_device
 from .errors import InputError
 from .exemplars import find_exemplars, parse_axis, parse_slices

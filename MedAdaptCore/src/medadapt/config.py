@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, field
 
 from .adapters import AdapterConfig
 from .fseft import HeadConfig
-from .method_names import HEAD_METHODS, METHODS  # noqa: F401  (re-exported)
 from .propagation import StopRule
 from .synthesis import SynthesisConfig
 from .training import TrainConfig

@@ -27,7 +27,8 @@ from monai.losses import DiceLoss
 
 from .backends import load_backend
 from .backends.swinunetr import SwinBackbone
-from .config import HEAD_METHODS, AdaptConfig
+from .config import AdaptConfig
+from .method_names import HEAD_METHODS
 from .devices import resolve_device
 from .errors import InputError
 from .exemplars import Exemplars

@@ -15,7 +15,8 @@ from .backends import load_backend
 from .backends.base import PromptableBackend
 from .baselines import fill_between_slices
 from .between import check_exemplars, fill_gaps, fill_max_gap, labels_to_fill
-from .config import HEAD_METHODS, METHODS, AdaptConfig
+from .config import AdaptConfig
+from .method_names import HEAD_METHODS, METHODS
 from .devices import resolve_device
 from .errors import InputError
 from .exemplars import Exemplars
