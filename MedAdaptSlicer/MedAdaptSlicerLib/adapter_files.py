@@ -9,9 +9,9 @@ from medadapt.artifacts import load_adapter, load_atlas, load_heads, save_adapte
 from medadapt.atlas import Atlas
 from medadapt.backends.base import PromptableBackend
 from medadapt.config import AdaptConfig
-from medadapt.method_names import HEAD_METHODS
 from medadapt.errors import InputError
 from medadapt.fseft import HeadSet
+from medadapt.method_names import HEAD_METHODS
 
 SAVABLE_METHODS = ("lora", *HEAD_METHODS)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from medadapt.config import AdaptConfig
-from medadapt.method_names import HEAD_METHODS, METHODS
 from medadapt.errors import InputError
+from medadapt.method_names import HEAD_METHODS, METHODS
 
 DEVICES = ("auto", "cpu", "cuda")
 BETWEEN = ("auto", "model", "fill")

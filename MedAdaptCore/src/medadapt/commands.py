@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from .config import AdaptConfig
-from .method_names import HEAD_METHODS
 from .devices import default_adapter_parts, resolve_device
 from .errors import InputError
 from .exemplars import find_exemplars, parse_axis, parse_slices
+from .method_names import HEAD_METHODS
 from .progress import Progress
 from .volume import check_writable, read_volume, require_same_grid, write_volume
 

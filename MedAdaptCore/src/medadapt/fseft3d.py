@@ -28,13 +28,13 @@ from monai.losses import DiceLoss
 from .backends import load_backend
 from .backends.swinunetr import SwinBackbone
 from .config import AdaptConfig
-from .method_names import HEAD_METHODS
 from .devices import resolve_device
 from .errors import InputError
 from .exemplars import Exemplars
 from .fseft import HeadConfig, HeadSet, label_prior, optimise
 from .grid3d import map_indices, resample
 from .heads import SegmentationHead
+from .method_names import HEAD_METHODS
 from .pipeline import AdaptResult, assign_labels, spacing_rcs
 from .progress import CancelFlag, ProgressCallback, check_cancel
 from .volume import Geometry, Volume

@@ -16,13 +16,13 @@ from .backends.base import PromptableBackend
 from .baselines import fill_between_slices
 from .between import check_exemplars, fill_gaps, fill_max_gap, labels_to_fill
 from .config import AdaptConfig
-from .method_names import HEAD_METHODS, METHODS
 from .devices import resolve_device
 from .errors import InputError
 from .exemplars import Exemplars
 from .features import SliceFeatures
 from .fseft import HeadSet, fit_heads
 from .intensity import intensity_window, is_ct, normalise
+from .method_names import HEAD_METHODS, METHODS
 from .points import PointPrompt
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from .propagation import SlicePrompts, StopRule, propagate
