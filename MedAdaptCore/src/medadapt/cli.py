@@ -14,7 +14,7 @@ import warnings
 from typing import Callable
 
 from .errors import CancelledError, InputError
-from .method_names import METHODS
+from .method_names import require_known_method
 
 
 def _add_common(parser: argparse.ArgumentParser, batch: bool = False) -> None:
@@ -120,8 +120,8 @@ def check_options(args: argparse.Namespace) -> None:
     the files (grids, labels, checkpoints) is checked by the commands before any work."""
     if not DEVICE_PATTERN.match(args.device):
         raise InputError(f"--device: expected auto, cpu or cuda, got {args.device!r}")
-    if getattr(args, "method", None) is not None and args.method not in METHODS:
-        raise InputError(f"--method: expected one of {', '.join(METHODS)}, got {args.method!r}")
+    if getattr(args, "method", None) is not None:
+        require_known_method(args.method)
     for name, (low, high) in OPTION_RANGES.items():
         value = getattr(args, name, None)
         if value is not None and not low <= value <= high:

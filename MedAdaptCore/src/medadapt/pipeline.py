@@ -22,13 +22,13 @@ from .exemplars import Exemplars
 from .features import SliceFeatures
 from .fseft import HeadSet, fit_heads
 from .intensity import intensity_window, is_ct, normalise
-from .method_names import HEAD_METHODS, METHODS
+from .method_names import HEAD_METHODS, require_known_method
 from .points import PointPrompt
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from .propagation import SlicePrompts, StopRule, propagate
 from .seeds import (exemplar_seeds, largest_component, prompts_by_label, seeds_from_atlas, seeds_from_heads,
                     seeds_from_points)
-from .size_prior import part_length
+from .size_prior import mean_spacing
 from .slice_frame import in_plane_spacing
 from .slice_model import SliceModel
 from .synthesis import SynthesisConfig, synthesize
@@ -134,7 +134,7 @@ def outward_reach(exemplars: Exemplars, label: int, rule: StopRule) -> int | Non
     slices = exemplars.label_slices[label]
     if rule.reach is None or len(slices) < 2:
         return None
-    return max(1, int(np.ceil(rule.reach * part_length(slices, 0.0, (1.0, 1.0, 1.0)))))
+    return max(1, int(np.ceil(rule.reach * mean_spacing(slices))))
 
 
 def assign_labels(probabilities: dict[int, np.ndarray], exemplars: Exemplars | None, config: AdaptConfig
@@ -185,8 +185,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     if config.backend == "swinunetr":
         from .fseft3d import adapt_3d
         return adapt_3d(image, exemplars, config, progress, cancel, backend)
-    if config.method not in METHODS:
-        raise InputError(f"--method: expected one of {', '.join(METHODS)}, got {config.method!r}")
+    require_known_method(config.method)
     started = time.monotonic()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)

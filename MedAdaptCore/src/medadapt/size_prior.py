@@ -18,12 +18,17 @@ def robust_areas(areas: np.ndarray, min_count: int = 5) -> np.ndarray:
     return areas[keep]
 
 
+def mean_spacing(slices: list[int]) -> float:
+    """Mean distance (in slices) between consecutive painted ``slices`` (at least two)."""
+    return float(max(slices) - min(slices)) / (len(slices) - 1)
+
+
 def part_length(slices: list[int], mean_area: float, spacing_rcs: tuple[float, float, float]) -> float:
     """Length (in slices) of one of the k equal parts of a structure's extent that the painted ``slices`` are
     read as sampling (one slice in each part): the mean spacing between them when k >= 2, and with one slice
     the equivalent diameter sqrt(4 A / pi) of its painted cross-section (``mean_area`` pixels), in slices."""
     if len(slices) >= 2:
-        return float(max(slices) - min(slices)) / (len(slices) - 1)
+        return mean_spacing(slices)
     row_mm, col_mm, slice_mm = spacing_rcs
     return float(np.sqrt(4 * mean_area * row_mm * col_mm / np.pi) / slice_mm)
 
