@@ -13,6 +13,9 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+ADAPTER_FOLDER_SETTING = "MedAdapt/adapterFolder"
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # Apple MPS: operators Metal lacks run on the CPU
+
 
 class MedAdaptSlicer(ScriptedLoadableModule):
     """Module description shown in Slicer."""
@@ -36,6 +39,17 @@ class MedAdaptSlicer(ScriptedLoadableModule):
             "FSEFT, few-shot efficient fine-tuning of volumetric segmentation foundation models; SAMed, "
             "low-rank (LoRA) adaptation of the Segment Anything Model to medical images; and the MedSAM / "
             "LiteMedSAM foundation models (Ma et al., Segment Anything in Medical Images).")
+        if hasattr(slicer, "app"):
+            slicer.app.connect("startupCompleted()", registerEditorEffect)
+
+
+def registerEditorEffect():
+    """Add the MedAdapt effect to the Segment Editor (beside Fill between slices)."""
+    import qSlicerSegmentationsEditorEffectsPythonQt as effects
+    instance = effects.qSlicerSegmentEditorScriptedEffect(None)
+    source = os.path.join(os.path.dirname(__file__), "SegmentEditorMedAdaptEffect.py")
+    instance.setPythonSource(source.replace("\\", "/"))
+    instance.self().register()
 
 
 class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -72,6 +86,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for selector in (self.ui.positivePointsSelector, self.ui.negativePointsSelector, self.ui.roiSelector):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.onPromptNodeChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.updateButtons)
+        self.restoreSettings()
         self.updateButtons()
 
     def cleanup(self):
@@ -85,9 +100,36 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The Advanced panel's values as :class:`Parameters`."""
         from MedAdaptSlicerLib.parameters import Parameters
         return Parameters(method=self.ui.methodComboBox.currentText, device=self.ui.deviceComboBox.currentText,
+                          base_model=self.ui.baseModelComboBox.currentText,
+                          checkpoint=self.ui.checkpointPathLineEdit.currentPath,
+                          input_size=self.ui.inputSizeSpinBox.value, lora_parts=self.ui.loraPartsComboBox.currentText,
                           iterations=self.ui.iterationsSpinBox.value, rank=self.ui.rankSpinBox.value,
                           synthesis_per_exemplar=self.ui.synthesisSpinBox.value, seed=self.ui.seedSpinBox.value,
                           between=self.ui.betweenComboBox.currentText)
+
+    def settingWidgets(self):
+        """Setting name -> (widget, property) of every choice kept across Slicer restarts."""
+        return {"method": (self.ui.methodComboBox, "currentText"), "device": (self.ui.deviceComboBox, "currentText"),
+                "baseModel": (self.ui.baseModelComboBox, "currentText"),
+                "checkpoint": (self.ui.checkpointPathLineEdit, "currentPath"),
+                "inputSize": (self.ui.inputSizeSpinBox, "value"), "loraParts": (self.ui.loraPartsComboBox, "currentText"),
+                "iterations": (self.ui.iterationsSpinBox, "value"), "rank": (self.ui.rankSpinBox, "value"),
+                "synthesis": (self.ui.synthesisSpinBox, "value"), "seed": (self.ui.seedSpinBox, "value"),
+                "between": (self.ui.betweenComboBox, "currentText")}
+
+    def restoreSettings(self):
+        """Put back the choices of the last session (Slicer's settings file, as other modules keep theirs)."""
+        settings = qt.QSettings()
+        for name, (widget, prop) in self.settingWidgets().items():
+            value = settings.value(f"MedAdapt/{name}")
+            if value is not None and value != "":
+                setattr(widget, prop, int(value) if prop == "value" else value)
+
+    def saveSettings(self):
+        """Remember the current choices for the next session."""
+        settings = qt.QSettings()
+        for name, (widget, prop) in self.settingWidgets().items():
+            settings.setValue(f"MedAdapt/{name}", getattr(widget, prop))
 
     def target(self):
         """(volume, segmentation, segment ID) chosen in the Inputs panel."""
@@ -113,6 +155,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def onAdapt(self):
+        self.saveSettings()
         volume, segmentation, segment_id = self.target()
         positive, negative, roi = self.prompts()
         self.run(lambda progress, done: self.logic.start_adapt(volume, segmentation, segment_id, self.parameters(),
@@ -191,16 +234,20 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.guarded(update, "Slice updated; Propagate extends it.")
 
     def onSaveAdapter(self):
-        directory = qt.QFileDialog.getExistingDirectory(None, "Folder for the adapter (created inside)")
+        directory = qt.QFileDialog.getExistingDirectory(None, "Folder for the adapter (created inside)",
+                                                        qt.QSettings().value(ADAPTER_FOLDER_SETTING, ""))
         if directory:
+            qt.QSettings().setValue(ADAPTER_FOLDER_SETTING, directory)
             name = qt.QInputDialog.getText(None, "Adapter name", "Name:", qt.QLineEdit.Normal, "medadapt-adapter")
             if name:
                 path = os.path.join(directory, name)
                 self.guarded(lambda: self.logic.save_adapter(path), f"Saved adapter to {path}.")
 
     def onLoadAdapter(self):
-        directory = qt.QFileDialog.getExistingDirectory(None, "Adapter folder")
+        directory = qt.QFileDialog.getExistingDirectory(None, "Adapter folder",
+                                                        qt.QSettings().value(ADAPTER_FOLDER_SETTING, ""))
         if directory:
+            qt.QSettings().setValue(ADAPTER_FOLDER_SETTING, os.path.dirname(directory))
             self.guarded(lambda: self.logic.load_adapter(directory, self.ui.deviceComboBox.currentText),
                          f"Loaded adapter {directory}.")
 

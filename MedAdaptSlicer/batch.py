@@ -17,8 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-UNSUPPORTED = ("slices", "axis", "labels", "reference", "lora_parts", "base_model", "checkpoint", "input_size",
-               "between", "atlas", "pretrained_class")
+UNSUPPORTED = ("slices", "axis", "labels", "reference", "atlas", "pretrained_class")
 """``medadapt adapt`` options the batch script refuses by name instead of ignoring them."""
 
 
@@ -62,6 +61,7 @@ def run(args, scene) -> Path:
     from MedAdaptSlicerLib.parameters import Parameters
     from MedAdaptSlicerLib.results import accept_preview
     from medadapt.errors import CancelledError, InputError
+    from medadapt.options import AdaptOptions
     from medadapt.volume import check_writable, read_volume, require_same_grid, write_volume
 
     output = check_writable(args.output)
@@ -76,11 +76,7 @@ def run(args, scene) -> Path:
     if not labels:
         raise InputError(f"--exemplars {args.exemplars}: no annotated slice (the label map is empty)")
     positive, negative = point_nodes(scene, args.points, image.geometry) if args.points else (None, None)
-    parameters = Parameters(method=args.method, device=args.device, seed=args.seed)
-    for name, value in (("iterations", args.iterations), ("rank", args.rank),
-                        ("synthesis_per_exemplar", args.synthetic)):
-        if value is not None:
-            setattr(parameters, name, value)
+    parameters = Parameters.from_options(AdaptOptions.from_args(args))
     logic = MedAdaptLogic(SynchronousRunner())
     result = np.zeros(painted.array.shape, np.int32)
     for label in labels:

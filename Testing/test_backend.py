@@ -53,3 +53,20 @@ def test_wrong_keys_truncated_and_pickled_code_checkpoints_are_refused(tmp_path)
     torch.save({"model": np.random.default_rng}, tmp_path / "code.pth")  # an arbitrary pickled object
     with pytest.raises(InputError, match="code.pth: not a readable PyTorch checkpoint"):
         load_litemedsam(checkpoint=tmp_path / "code.pth")
+
+
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    import torch
+    from medadapt import devices
+    from medadapt.errors import InputError
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert devices.resolve_device("auto") == "mps" == devices.resolve_device("MPS")
+    assert devices.default_adapter_parts("mps") == ("decoder",)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.resolve_device("auto") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert devices.resolve_device("auto") == "cpu"
+    with pytest.raises(InputError, match="--device mps: PyTorch's Apple Metal backend is not available"):
+        devices.resolve_device("mps")

@@ -150,7 +150,7 @@ def test_malformed_points_files(capsys, case, points, expected):
 def test_unknown_device_is_refused_at_once(capsys, case, device):
     folder, image, painted = case
     refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", "--device",
-                             device], "--device: expected auto, cpu or cuda")
+                             device], "--device: expected auto, cpu, cuda")
 
 
 def test_a_painting_smaller_than_a_model_pixel_still_trains():

@@ -181,3 +181,30 @@ def test_reduced_input_size(tiny):
     assert logits.shape == (1, 1, 32, 32)
     with pytest.raises(InputError, match="--input-size: tiny_sam takes a multiple of 16"):
         load_sam("tiny_sam", input_size=40)
+
+
+def test_download_reports_progress_and_a_cancel_leaves_nothing(tiny, tmp_path):
+    import threading
+
+    from medadapt.errors import CancelledError
+    from medadapt.registry import prefetch
+    big = tmp_path / "published" / "big.pth"
+    big.write_bytes(tiny["source"].read_bytes() * 40 + b"\0" * (3 << 20))  # several 1 MB blocks
+    write_registry(tiny["registry"], "tiny_sam", big.as_uri(), None)
+    cancel, events = threading.Event(), []
+
+    def stop_after_first(event):
+        events.append(event)
+        cancel.set()
+    with pytest.raises(CancelledError):
+        prefetch("tiny_sam", None, stop_after_first, cancel)
+    assert len(events) == 1 and events[0].stage == "download tiny_sam.pth (MB)" and events[0].total >= 3
+    assert not list(tiny["cache"].iterdir())  # neither the file nor a partial download is left
+    events.clear()
+    prefetch("tiny_sam", None, events.append)
+    assert (tiny["cache"] / "tiny_sam.pth").read_bytes() == big.read_bytes()
+    assert events[-1].step == events[-1].total and [e.step for e in events] == sorted(e.step for e in events)
+    events.clear()
+    prefetch("tiny_sam", None, events.append)  # cached: nothing to download
+    prefetch("litemedsam", None, events.append)  # ships with its package
+    assert events == []

@@ -1,5 +1,6 @@
 """The module in a stock Slicer that has none of MedAdapt's packages: it loads, builds its GUI and offers
-Install dependencies (the only enabled button), saying why the rest are disabled.
+Install dependencies (the only enabled button), saying why the rest are disabled; its settings persist; the
+Segment Editor effect registers itself at startup and builds its options in the same Slicer.
 
 Runs ``MedAdaptSlicer.py`` in a child process where importing torch, monai, segment_anything, peft, timm and
 medadapt raises ImportError. MRML is real (slicer-core); only what slicer-core lacks is stood in for: ``qt``,
@@ -67,6 +68,26 @@ CHILD = textwrap.dedent(r'''
 
     qt = types.ModuleType("qt")
     qt.QTimer = lambda: Widget("timer")
+    stored = {}
+    class QSettings:
+        """Stand-in for Slicer's settings file: one store per process."""
+        def value(self, key, default=None):
+            return stored.get(key, default)
+        def setValue(self, key, value):
+            stored[key] = value
+    qt.QSettings = QSettings
+    effect_widgets = {}
+    def make(kind):
+        def create(*args):
+            widget = Widget(f"{kind}{len(effect_widgets)}")
+            effect_widgets[widget.name] = widget
+            return widget
+        return create
+    for kind in ("QComboBox", "QLineEdit", "QSpinBox", "QCheckBox", "QPushButton", "QHBoxLayout", "QProgressBar",
+                 "QLabel"):
+        setattr(qt, kind, make(kind))
+    connected = []
+    slicer.app = types.SimpleNamespace(connect=lambda signal, slot: connected.append(signal))
     sys.modules["qt"], sys.modules["ctk"] = qt, types.ModuleType("ctk")
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
     class ScriptedLoadableModule:
@@ -94,10 +115,35 @@ CHILD = textwrap.dedent(r'''
     MedAdaptSlicer.MedAdaptSlicer(types.SimpleNamespace())
     widget = MedAdaptSlicer.MedAdaptSlicerWidget()
     widget.setup()
+    first = {n: {"enabled": w.enabled, "connections": list(w.connections)} for n, w in widgets.items()}
+    status = widgets["statusLabel"].text
+
+    # settings persist: a value saved by one session's widget is shown by the next one's
+    widgets["baseModelComboBox"].currentText = "medsam"
+    widgets["inputSizeSpinBox"].value = 512
+    widget.saveSettings()
+    widgets["baseModelComboBox"].currentText, widgets["inputSizeSpinBox"].value = "litemedsam", 0
+    MedAdaptSlicer.MedAdaptSlicerWidget().setup()
+    restored = [widgets["baseModelComboBox"].currentText, widgets["inputSizeSpinBox"].value]
+
+    # the Segment Editor effect, registered at startup, builds its options without the dependencies too
+    editor_effects = types.ModuleType("SegmentEditorEffects")
+    class AbstractScriptedSegmentEditorEffect:
+        def __init__(self, scriptedEffect):
+            self.scriptedEffect = scriptedEffect
+    editor_effects.AbstractScriptedSegmentEditorEffect = AbstractScriptedSegmentEditorEffect
+    sys.modules["SegmentEditorEffects"] = editor_effects
+    import SegmentEditorMedAdaptEffect
+    scripted = Widget("scriptedEffect")
+    effect = SegmentEditorMedAdaptEffect.SegmentEditorEffect(scripted)
+    effect.setupOptionsFrame()
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-    print(json.dumps({"widgets": {n: {"enabled": w.enabled, "connections": w.connections}
-                                  for n, w in widgets.items()},
-                      "status": widgets["statusLabel"].text, "heavy": heavy}))
+    print(json.dumps({"widgets": first, "status": status, "heavy": heavy, "restored": restored,
+                      "startup": connected, "effect": {"name": scripted.name, "adapt": effect.adaptButton.enabled,
+                                                       "apply": effect.applyButton.enabled,
+                                                       "status": effect.statusLabel.text,
+                                                       "device": effect.deviceSelector.currentText,
+                                                       "base_model": effect.baseModelSelector.currentText}}))
 ''')
 
 
@@ -120,3 +166,9 @@ def test_module_builds_its_gui_and_offers_install_without_any_dependency(tmp_pat
     assert "Install dependencies" in report["status"] and "medadapt" in report["status"]
     assert "torch" in report["status"]
     assert report["heavy"] == []
+    assert report["restored"] == ["medsam", 512]
+    assert report["startup"] == ["startupCompleted()"]  # the effect registers itself once Slicer has started
+    effect = report["effect"]
+    assert effect["name"] == "MedAdapt" and not effect["adapt"] and not effect["apply"]
+    assert "Install dependencies" in effect["status"] and "torch" in effect["status"]
+    assert effect["base_model"] == "medsam"  # the effect shows the module's saved choices

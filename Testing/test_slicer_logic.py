@@ -12,6 +12,7 @@ from MedAdaptSlicerLib.jobs import SynchronousRunner
 from MedAdaptSlicerLib.logic import MedAdaptLogic
 from MedAdaptSlicerLib.parameters import Parameters
 from MedAdaptSlicerLib.results import preview_name
+from medadapt.errors import InputError
 
 LOW, HIGH = 18, 22  # slices inside the ROI; 18 and 22 are painted
 
@@ -114,13 +115,17 @@ def test_cancel_leaves_the_scene_identical():
 
 
 @needs_ct
-def test_a_failed_job_leaves_the_scene_identical():
+def test_a_failed_job_leaves_the_scene_identical(tmp_path):
     scene, volume, segmentation, segment_id, positive, roi, liver = build_case()
     logic = MedAdaptLogic(SynchronousRunner())
     nodes, arrays = node_ids(scene), segment_arrays(segmentation, volume)
-    job = logic.start_adapt(volume, segmentation, segment_id, Parameters(method="lora", device="cuda"),
-                            roi_node=roi)  # no CUDA on this machine: bad input, reported by the job
-    assert job.state == "failed" and "--device cuda" in str(job.error) and logic.model is None
+    with pytest.raises(InputError, match="--device cuda"):  # no CUDA here: refused before any work starts
+        logic.start_adapt(volume, segmentation, segment_id, Parameters(method="lora", device="cuda"), roi_node=roi)
+    corrupt = tmp_path / "medsam.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    job = logic.start_adapt(volume, segmentation, segment_id, Parameters(base_model="medsam", checkpoint=str(corrupt),
+                                                                         device="cpu"), roi_node=roi)
+    assert job.state == "failed" and "medsam.pth" in str(job.error) and logic.model is None
     assert node_ids(scene) == nodes
     after = segment_arrays(segmentation, volume)
     assert after.keys() == arrays.keys() and all(np.array_equal(after[k], arrays[k]) for k in arrays)

@@ -28,3 +28,33 @@ def test_iterations_reach_the_trained_part_and_zero_keeps_the_default():
 def test_bad_values_name_the_field(field, value, message):
     with pytest.raises(InputError, match=message):
         Parameters(**{field: value}).to_config()
+
+
+@pytest.mark.parametrize("cli, gui", [
+    ([], {}),
+    (["--method", "zero-shot", "--seed", "3"], dict(method="zero-shot", seed=3)),
+    (["--iterations", "40", "--rank", "8", "--synthetic", "2", "--between", "model"],
+     dict(iterations=40, rank=8, synthesis_per_exemplar=2, between="model")),
+    (["--base-model", "sam_vit_b", "--input-size", "512", "--lora-parts", "encoder,decoder"],
+     dict(base_model="sam_vit_b", input_size=512, lora_parts="encoder,decoder")),
+    (["--method", "spatial-adapter-ti", "--iterations", "30"], dict(method="spatial-adapter-ti", iterations=30)),
+    (["--device", "cpu", "--method", "fill"], dict(device="cpu", method="fill")),
+])
+def test_the_gui_and_the_command_line_build_the_same_config(cli, gui):
+    from medadapt.cli import build_parser
+    from medadapt.commands import adapt_config
+    args = build_parser().parse_args(["adapt", "image.nii.gz", "--exemplars", "painted.nii.gz", "-o", "out.nii.gz",
+                                      *cli])
+    assert Parameters(**gui).to_config() == adapt_config(args)
+
+
+def test_parameters_round_trip_through_command_line_options():
+    from medadapt.options import AdaptOptions
+    options = AdaptOptions(method="linear-probe", device="cpu", base_model="medsam", input_size=512, seed=2,
+                           iterations=9, rank=3, synthetic=1, between="fill", lora_parts="decoder")
+    assert Parameters.from_options(options).to_options() == options
+
+
+def test_swinunetr_needs_a_checkpoint_file():
+    with pytest.raises(InputError, match="checkpoint"):
+        Parameters(base_model="swinunetr", method="linear-probe").to_config()

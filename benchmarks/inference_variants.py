@@ -37,7 +37,7 @@ measured and dropped (BENCHMARKS.md): comparing an outward walk's first step wit
 painted slice (commit e151465's ``StopRule.first_iou_to_model``), and a reach from the cross-section's
 equivalent diameter for one painted slice."""
 
-BETWEEN = ("auto", "model", "fill", "envelope")
+BETWEEN = ("auto", "model", "fill", "envelope", "fuse", "fuse_auto")
 """What segments the slices between painted ones, scored for every variant."""
 
 
@@ -123,6 +123,33 @@ def envelope(probability: np.ndarray, filled: np.ndarray, gaps, spacing_rc) -> n
     return out
 
 
+def signed_distance(mask: np.ndarray, spacing_rc) -> np.ndarray:
+    """Signed distance (mm) to the boundary of a 2D mask: negative inside, positive outside."""
+    from scipy import ndimage
+    if not mask.any():
+        return np.full(mask.shape, 1e3, np.float32)
+    return (ndimage.distance_transform_edt(~mask, sampling=spacing_rc)
+            - ndimage.distance_transform_edt(mask, sampling=spacing_rc)).astype(np.float32)
+
+
+def fuse(probability: np.ndarray, painted: np.ndarray, gaps, spacing_rc) -> np.ndarray:
+    """Between painted slices: the mean of the model's probability and a soft Fill, the signed distances of
+    the two neighbouring painted masks interpolated linearly, through a logistic whose width is the
+    interpolation's uncertainty (sqrt(t (1 - t)) times how far the two contours differ there, at least a
+    pixel)."""
+    out = probability.copy()
+    pixel = float(min(spacing_rc))
+    for low, high in gaps:
+        d_low, d_high = signed_distance(painted[low] > 0, spacing_rc), signed_distance(painted[high] > 0, spacing_rc)
+        for s in range(low + 1, high):
+            t = (s - low) / (high - low)
+            d = (1 - t) * d_low + t * d_high
+            width = np.maximum(pixel, np.sqrt(t * (1 - t)) * np.abs(d_high - d_low))
+            soft = 1 / (1 + np.exp(np.clip(d / width, -50, 50)))
+            out[s] = 0.5 * (probability[s] + soft)
+    return out
+
+
 def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[str], train_k: int) -> dict:
     """Dice on the hidden slices of every variant x between-choice for one case painted on k slices at
     ``placement``, segmented by the model adapted on ``train_k`` bin-centre slices (the variants compare
@@ -169,6 +196,10 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
             elif between == "auto":
                 p = fill_gaps(probability, exemplars, 1, fill_max_gap(exemplars, AdaptConfig())) \
                     if 1 in fill_labels else probability
+            elif between == "fuse":
+                p = fuse(probability, target, all_gaps, spacing_rc)
+            elif between == "fuse_auto":
+                p = fuse(probability, target, short_gaps, spacing_rc)
             else:
                 p = envelope(probability, fill > 0, all_gaps, spacing_rc)
             labels = assign_labels({1: p}, exemplars, AdaptConfig())

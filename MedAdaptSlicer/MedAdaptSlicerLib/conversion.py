@@ -104,11 +104,18 @@ def segment_array(segmentation_node, segment_id: str, volume_node) -> np.ndarray
     return (scalars == value).astype(np.uint8)
 
 
-def write_segment_array(segmentation_node, segment_id: str, volume_node, mask: np.ndarray) -> None:
-    """Replace one segment's voxels with a binary (z, y, x) ``mask`` on ``volume_node``'s grid."""
+def oriented_mask(volume_node, mask: np.ndarray):
+    """A binary (z, y, x) ``mask`` on ``volume_node``'s grid as a ``vtkOrientedImageData`` (0 / 1, uint8), the
+    form Slicer's segmentation and segment editor logics take."""
     image = _reference_image(volume_node)
     flat = np.ascontiguousarray(mask.astype(np.uint8)).ravel()
     image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
+    return image
+
+
+def write_segment_array(segmentation_node, segment_id: str, volume_node, mask: np.ndarray) -> None:
+    """Replace one segment's voxels with a binary (z, y, x) ``mask`` on ``volume_node``'s grid."""
+    image = oriented_mask(volume_node, mask)
     if not SegLogic.SetBinaryLabelmapToSegment(image, segmentation_node, segment_id, SegLogic.MODE_REPLACE):
         raise InputError(f"segmentation '{segmentation_node.GetName()}': could not write segment '{segment_id}'")
 

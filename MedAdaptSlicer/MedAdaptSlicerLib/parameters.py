@@ -1,25 +1,35 @@
-"""The module's user-facing settings and their mapping onto the core's :class:`AdaptConfig`."""
+"""The module's and the effect's user-facing settings, turned into the core's :class:`AdaptConfig` by the
+same builder as ``medadapt adapt`` (:func:`medadapt.options.build_config`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
-from medadapt.method_names import HEAD_METHODS, METHODS
+from medadapt.method_names import METHODS
+from medadapt.options import AdaptOptions, build_config
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 BETWEEN = ("auto", "model", "fill")
+BASE_MODELS = ("litemedsam", "sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam", "swinunetr")
+LORA_PARTS = ("", "decoder", "encoder", "encoder,decoder")
+"""LoRA placement choices; "" places it per device (decoder on a CPU, encoder and decoder on a GPU)."""
 
 
 @dataclass
 class Parameters:
-    """What the Advanced panel shows: method, device, training iterations (0: the method's default, 100 for LoRA
-    and 200 for FSEFT heads), LoRA rank, synthetic pairs per painted slice, random seed and what segments the
-    slices between painted ones."""
+    """What the Advanced panel and the effect show: method, device, base model (with an optional local
+    checkpoint file and input size, 0 = the model's own), LoRA placement, training iterations (0: the method's
+    default), LoRA rank, synthetic pairs per painted slice, random seed and what segments the slices between
+    painted ones."""
 
     method: str = "lora"
     device: str = "auto"
+    base_model: str = "litemedsam"
+    checkpoint: str = ""
+    input_size: int = 0
+    lora_parts: str = ""
     iterations: int = 0
     rank: int = 4
     synthesis_per_exemplar: int = 6
@@ -28,29 +38,43 @@ class Parameters:
 
     def validate(self) -> "Parameters":
         """Return ``self`` or raise :class:`InputError` naming the bad field."""
-        if self.method not in METHODS:
-            raise InputError(f"method: expected one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.between not in BETWEEN:
-            raise InputError(f"between painted slices: expected one of {', '.join(BETWEEN)}, got {self.between!r}")
-        if self.device not in DEVICES:
-            raise InputError(f"device: expected one of {', '.join(DEVICES)}, got {self.device!r}")
+        for field, value, allowed in (("method", self.method, METHODS), ("device", self.device, DEVICES),
+                                      ("base model", self.base_model, BASE_MODELS),
+                                      ("LoRA placement", self.lora_parts, LORA_PARTS),
+                                      ("between painted slices", self.between, BETWEEN)):
+            if value not in allowed:
+                raise InputError(f"{field}: expected one of {', '.join(a or '(per device)' for a in allowed)}, "
+                                 f"got {value!r}")
         if int(self.iterations) < 0:
             raise InputError(f"iterations: must be 0 (the method's default) or more, got {self.iterations}")
         if int(self.rank) < 1:
             raise InputError(f"rank: must be at least 1, got {self.rank}")
         if int(self.synthesis_per_exemplar) < 0:
             raise InputError(f"synthesis amount: must be 0 or more, got {self.synthesis_per_exemplar}")
+        if int(self.input_size) < 0:
+            raise InputError(f"input size: must be 0 (the model's own) or more, got {self.input_size}")
+        if self.base_model == "swinunetr" and not self.checkpoint:
+            raise InputError("checkpoint: the swinunetr base model needs a local weights file")
         return self
 
-    def to_config(self) -> AdaptConfig:
-        """Core configuration with these settings and every other tunable at its default."""
+    def to_options(self) -> AdaptOptions:
+        """The same choices as ``medadapt adapt`` options."""
         self.validate()
-        config = AdaptConfig(method=self.method, device=self.device, seed=int(self.seed), between=self.between)
-        config.adapter = replace(config.adapter, rank=int(self.rank))
-        if int(self.iterations):
-            if self.method in HEAD_METHODS:
-                config.head = replace(config.head, iterations=int(self.iterations))
-            else:
-                config.train = replace(config.train, iterations=int(self.iterations))
-        config.synthesis = replace(config.synthesis, per_exemplar=int(self.synthesis_per_exemplar))
-        return config
+        swin = self.base_model == "swinunetr"
+        return AdaptOptions(method=self.method, device=self.device, base_model=self.base_model,
+                            checkpoint=self.checkpoint or None, input_size=int(self.input_size) or None,
+                            seed=int(self.seed), iterations=int(self.iterations) or None, rank=int(self.rank),
+                            synthetic=None if swin else int(self.synthesis_per_exemplar), between=self.between,
+                            lora_parts=self.lora_parts or None)
+
+    @classmethod
+    def from_options(cls, options: AdaptOptions) -> "Parameters":
+        """Settings holding ``options`` (``None`` fields keep the settings' defaults)."""
+        names = {"synthetic": "synthesis_per_exemplar"}
+        values = {names.get(k, k): v for k, v in asdict(options).items()
+                  if v is not None and names.get(k, k) in cls.__dataclass_fields__}
+        return cls(**values).validate()
+
+    def to_config(self) -> AdaptConfig:
+        """Core configuration of these settings (:func:`medadapt.options.build_config`)."""
+        return build_config(self.to_options())

@@ -7,6 +7,7 @@ Exit codes: 0 ok, 2 bad input (the message names the file or option and what was
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import traceback
@@ -27,7 +28,7 @@ def _add_common(parser: argparse.ArgumentParser, batch: bool = False) -> None:
         parser.add_argument("image", help="3D image: NIfTI, NRRD, MHA or a DICOM series folder")
         parser.add_argument("-o", "--output", required=True, help="output label map (same grid as the image)")
     parser.add_argument("--points", help="JSON file of positive/negative point prompts (see README)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument("--device", default="auto", help="auto (default: cuda, else mps, else cpu), cpu, cuda or mps")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -108,7 +109,7 @@ def run_with_exit_code(prog: str, job: Callable[[], object], debug: bool = False
     return 0
 
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$", re.IGNORECASE)
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$", re.IGNORECASE)
 
 
 OPTION_RANGES = {"iterations": (1, 100_000), "rank": (1, 256), "synthetic": (0, 200), "input_size": (16, 4096)}
@@ -119,7 +120,7 @@ def check_options(args: argparse.Namespace) -> None:
     """Checks of option syntax and ranges that need no heavy import (so they answer at once); what needs
     the files (grids, labels, checkpoints) is checked by the commands before any work."""
     if not DEVICE_PATTERN.match(args.device):
-        raise InputError(f"--device: expected auto, cpu or cuda, got {args.device!r}")
+        raise InputError(f"--device: expected auto, cpu, cuda (or cuda:N) or mps, got {args.device!r}")
     if getattr(args, "method", None) is not None:
         require_known_method(args.method)
     for name, (low, high) in OPTION_RANGES.items():
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def job():
         check_options(args)
+        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # before torch is imported
         from . import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
         {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo}[args.command](args)
     return run_with_exit_code("medadapt", job, args.debug)

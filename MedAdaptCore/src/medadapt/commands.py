@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from .config import AdaptConfig
-from .devices import default_adapter_parts, resolve_device
+from .devices import resolve_device
 from .errors import InputError
 from .exemplars import find_exemplars, parse_axis, parse_slices
-from .method_names import HEAD_METHODS
+from .options import AdaptOptions, build_config
 from .progress import Progress
 from .volume import check_writable, read_volume, require_same_grid, write_volume
 
@@ -50,33 +50,8 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
 
 
 def adapt_config(args: argparse.Namespace) -> AdaptConfig:
-    """AdaptConfig from ``adapt`` options, with the adapter placement chosen per device."""
-    config = AdaptConfig(method=args.method, device=resolve_device(args.device), seed=args.seed,
-                         backend=args.base_model, input_size=args.input_size,
-                         checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None)
-    config.adapter.parts = default_adapter_parts(config.device)
-    if args.between:
-        config.between = args.between
-    if args.pretrained_class is not None:
-        config.head.pretrained_class = args.pretrained_class
-    if args.lora_parts:
-        config.adapter.parts = tuple(p.strip() for p in args.lora_parts.split(","))
-        if not set(config.adapter.parts) <= {"encoder", "decoder"}:
-            raise InputError(f"--lora-parts: expected encoder and/or decoder, got {args.lora_parts!r}")
-    if args.save_model and config.method == "lora":
-        config.head.seed_head = "linear-probe"  # lets `medadapt predict` run without prompts
-    if args.atlas and (not args.save_model or config.method in HEAD_METHODS or config.method == "fill"):
-        raise InputError("--atlas: needs --save-model and a lora (or zero-shot) model; the heads of "
-                         f"{config.method!r} find the structure themselves")
-    if config.backend == "swinunetr" and args.synthetic is not None:
-        raise InputError("--synthetic: the 3D swinunetr heads learn from the painted slices themselves "
-                         "(no synthetic pairs); leave it out")
-    trained = config.head if config.method in HEAD_METHODS else config.train
-    for value, target, field in ((args.iterations, trained, "iterations"), (args.rank, config.adapter, "rank"),
-                                 (args.synthetic, config.synthesis, "per_exemplar")):
-        if value is not None:  # ranges were checked by cli.check_options
-            setattr(target, field, value)
-    return config
+    """AdaptConfig from ``adapt`` options (:func:`options.build_config`, shared with the Slicer module)."""
+    return build_config(AdaptOptions.from_args(args))
 
 
 def _read_points(path, geometry):

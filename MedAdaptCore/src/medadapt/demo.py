@@ -31,11 +31,11 @@ def sample_folder(data: Path | None) -> Path:
 def run(out: Path, data: Path | None = None, device: str = "auto", show_progress: bool = True) -> dict:
     """Adapt on 3 liver slices of the sample with every method; returns {method: scores}."""
     from .commands import TqdmProgress
-    from .config import AdaptConfig
-    from .devices import default_adapter_parts, resolve_device
+    from .devices import resolve_device
     from .exemplars import find_exemplars
     from .figures import overlay_png
     from .metrics import evaluate
+    from .options import AdaptOptions, build_config
     from .pipeline import EmbeddingCache, adapt
     from .volume import check_writable, read_volume, write_volume
 
@@ -54,8 +54,7 @@ def run(out: Path, data: Path | None = None, device: str = "auto", show_progress
     scores, results = {}, {}
     cache = EmbeddingCache()  # zero-shot reuses the slice embeddings the lora run computed
     for method in ("lora", "zero-shot", "fill"):
-        config = AdaptConfig(method=method, device=device)
-        config.adapter.parts = default_adapter_parts(device)
+        config = build_config(AdaptOptions(method=method, device=device))
         progress = TqdmProgress(show_progress)
         try:
             results[method] = adapt(image, exemplars, config, progress=progress, cache=cache)

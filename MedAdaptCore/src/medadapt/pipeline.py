@@ -26,6 +26,7 @@ from .method_names import HEAD_METHODS, require_known_method
 from .points import PointPrompt
 from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from .propagation import SlicePrompts, StopRule, propagate
+from .registry import prefetch
 from .seeds import (exemplar_seeds, largest_component, prompts_by_label, seeds_from_atlas, seeds_from_heads,
                     seeds_from_points)
 from .size_prior import mean_spacing
@@ -196,7 +197,9 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
         return AdaptResult(image.with_array(labels), None, window, seconds=time.monotonic() - started)
     require_contrast(image)
     device = resolve_device(config.device)
-    backend = backend or load_backend(config.backend, device, config.checkpoint, config.input_size)
+    if backend is None:
+        prefetch(config.backend, config.checkpoint, progress, cancel)
+        backend = load_backend(config.backend, device, config.checkpoint, config.input_size)
     spacing = in_plane_spacing(image.geometry.spacing, exemplars.axis)
     encoder_frozen = config.method != "lora" or "encoder" not in config.adapter.parts
     embeddings = cache.slices(backend, exemplars.axis, window) if cache is not None and encoder_frozen else None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 
 REGISTRY_FILE = Path(__file__).with_name("models.json")
 FIELDS = ("architecture", "url", "filename", "sha256", "licence", "input_size", "normalisation", "accepts_points")
@@ -77,8 +78,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MEDADAPT_CACHE") or Path.home() / ".cache" / "medadapt")
 
 
-def download(url: str, target: Path, expected_sha256: str | None) -> str:
-    """Fetch ``url`` into ``target`` through a temporary file renamed only once complete and verified.
+def download(url: str, target: Path, expected_sha256: str | None, progress: ProgressCallback | None = None,
+             cancel: CancelFlag | None = None) -> str:
+    """Fetch ``url`` into ``target`` through a temporary file renamed only once complete and verified,
+    reporting megabytes to ``progress`` and stopping (nothing left behind) when ``cancel`` is set.
 
     Returns the file's SHA-256. ``InputError`` when the URL cannot be reached (with manual-download advice) or
     the content does not match ``expected_sha256`` (nothing is left behind).
@@ -90,9 +93,12 @@ def download(url: str, target: Path, expected_sha256: str | None) -> str:
         with os.fdopen(handle, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=60) as response:
-                    for block in iter(lambda: response.read(1 << 20), b""):
+                    total_mb = max(1, int(response.headers.get("Content-Length") or 0) >> 20)
+                    for n, block in enumerate(iter(lambda: response.read(1 << 20), b""), start=1):
+                        check_cancel(cancel)
                         digest.update(block)
                         out.write(block)
+                        report(progress, Progress(f"download {target.name} (MB)", min(n, total_mb), total_mb))
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise InputError(f"{url}: download failed ({reason}). Without network access, download the "
@@ -113,7 +119,8 @@ def _recorded_sha256(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def fetch(entry: ModelEntry) -> tuple[Path, str]:
+def fetch(entry: ModelEntry, progress: ProgressCallback | None = None, cancel: CancelFlag | None = None
+          ) -> tuple[Path, str]:
     """Local checkpoint file of a registry model and the SHA-256 it must have, downloading it if absent.
 
     With no published checksum, the checksum of the first download (or of a file copied into the cache by
@@ -124,7 +131,7 @@ def fetch(entry: ModelEntry) -> tuple[Path, str]:
     expected = entry.sha256 or (record.read_text().strip() if record.is_file() else None)
     if not target.is_file():
         log.warning("downloading %s (%s, %s) to %s", entry.name, entry.url, entry.licence, target)
-        actual = download(entry.url, target, expected)
+        actual = download(entry.url, target, expected, progress, cancel)
     elif expected is None:
         from .backends.checkpoints import sha256_of
         actual = sha256_of(target)
@@ -134,3 +141,11 @@ def fetch(entry: ModelEntry) -> tuple[Path, str]:
         record.write_text(actual + "\n")
         log.warning("%s: no published SHA-256; recorded %s in %s", target, actual, record)
     return target, actual
+
+
+def prefetch(name: str, checkpoint: str | None, progress: ProgressCallback | None = None,
+             cancel: CancelFlag | None = None) -> None:
+    """Download registry model ``name`` now (progress, cancel) unless a local ``checkpoint`` replaces it, it
+    is not a registry model (LiteMedSAM ships inside its package) or it is already in the cache."""
+    if checkpoint is None and name in models():
+        fetch(model_entry(name), progress, cancel)

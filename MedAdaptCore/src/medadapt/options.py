@@ -1,0 +1,74 @@
+"""What a user chooses for ``adapt``, in whichever front end (command line, Slicer module and effect, batch),
+and the one place that turns those choices into an :class:`AdaptConfig`, so the same choices give the same
+adapter everywhere."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .config import AdaptConfig
+from .errors import InputError
+from .method_names import HEAD_METHODS
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """The user-facing ``adapt`` choices; ``None`` means the method's default (the ``medadapt adapt`` options
+    of the same names)."""
+
+    method: str = "lora"
+    device: str = "auto"
+    base_model: str = "litemedsam"
+    checkpoint: str | None = None
+    input_size: int | None = None
+    seed: int = 0
+    iterations: int | None = None
+    rank: int | None = None
+    synthetic: int | None = None
+    between: str | None = None
+    pretrained_class: int | None = None
+    lora_parts: str | None = None
+    save_model: bool = False
+    atlas: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "AdaptOptions":
+        """The options of a parsed ``medadapt adapt`` command line."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        values["save_model"] = bool(values.get("save_model"))
+        return cls(**values)
+
+
+def build_config(options: AdaptOptions) -> AdaptConfig:
+    """The :class:`AdaptConfig` of ``options``: device resolved, LoRA placed per device unless
+    ``lora_parts`` says where, a seed probe saved with a LoRA model (so ``predict`` runs without prompts)."""
+    from .devices import default_adapter_parts, resolve_device
+
+    config = AdaptConfig(method=options.method, device=resolve_device(options.device), seed=options.seed,
+                         backend=options.base_model, input_size=options.input_size,
+                         checkpoint=str(Path(options.checkpoint).resolve()) if options.checkpoint else None)
+    config.adapter.parts = default_adapter_parts(config.device)
+    if options.between:
+        config.between = options.between
+    if options.pretrained_class is not None:
+        config.head.pretrained_class = options.pretrained_class
+    if options.lora_parts:
+        config.adapter.parts = tuple(p.strip() for p in options.lora_parts.split(","))
+        if not set(config.adapter.parts) <= {"encoder", "decoder"}:
+            raise InputError(f"--lora-parts: expected encoder and/or decoder, got {options.lora_parts!r}")
+    if options.save_model and config.method == "lora":
+        config.head.seed_head = "linear-probe"
+    if options.atlas and (not options.save_model or config.method in HEAD_METHODS or config.method == "fill"):
+        raise InputError("--atlas: needs --save-model and a lora (or zero-shot) model; the heads of "
+                         f"{config.method!r} find the structure themselves")
+    if config.backend == "swinunetr" and options.synthetic is not None:
+        raise InputError("--synthetic: the 3D swinunetr heads learn from the painted slices themselves "
+                         "(no synthetic pairs); leave it out")
+    trained = config.head if config.method in HEAD_METHODS else config.train
+    for value, target, field in ((options.iterations, trained, "iterations"), (options.rank, config.adapter, "rank"),
+                                 (options.synthetic, config.synthesis, "per_exemplar")):
+        if value is not None:
+            setattr(target, field, value)
+    return config
