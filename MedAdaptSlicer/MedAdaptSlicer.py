@@ -332,7 +332,8 @@ class MedAdaptSlicerLogic(ScriptedLoadableModuleLogic):
 
 
 class MedAdaptSlicerTest(ScriptedLoadableModuleTest):
-    """Golden workflow in a running Slicer: paint two liver slices of a sample CT, adapt, check, accept."""
+    """Golden workflow in a running Slicer: paint the contrast-filled vessels and heart chambers of the CTACardio
+    sample on two slices, adapt, check, accept."""
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)

@@ -128,7 +128,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.statusLabel.text = ("Open the MedAdapt module and press Install dependencies: missing "
                                      + ", ".join(missing) + ".")
         elif not self.methodSelector.count:
-            from medadapt.method_names import METHODS
+            from medadapt.methods.registry import METHODS
             self.methodSelector.addItems(list(METHODS))
             self.methodSelector.currentText = qt.QSettings().value("MedAdapt/method", "lora")
         running = self.job is not None and self.job.state == "running"

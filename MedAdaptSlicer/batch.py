@@ -23,7 +23,7 @@ UNSUPPORTED = ("slices", "axis", "labels", "reference", "atlas", "pretrained_cla
 
 def parse_arguments(argv: list[str]):
     """``medadapt adapt`` options, with the image given as ``--image`` (Slicer's command line style)."""
-    from medadapt.cli import build_parser, check_options
+    from medadapt.cli.main import build_parser, check_options
     from medadapt.errors import InputError
     argv = list(argv)
     if "--image" not in argv or argv.index("--image") + 1 >= len(argv):
@@ -44,7 +44,7 @@ def parse_arguments(argv: list[str]):
 def point_nodes(scene, path: str, geometry):
     """Positive and negative markups point lists (RAS) from a ``--points`` JSON file."""
     import vtk
-    from medadapt.points import read_points
+    from medadapt.io.points import read_points
     nodes = {True: scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "positive"),
              False: scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "negative")}
     for point in read_points(path, geometry):
@@ -62,7 +62,7 @@ def run(args, scene) -> Path:
     from MedAdaptSlicerLib.results import accept_preview
     from medadapt.errors import CancelledError, InputError
     from medadapt.options import AdaptOptions
-    from medadapt.volume import check_writable, read_volume, require_same_grid, write_volume
+    from medadapt.io.volume import check_writable, read_volume, require_same_grid, write_volume
 
     output = check_writable(args.output)
     image = read_volume(args.image)
@@ -101,7 +101,7 @@ def run(args, scene) -> Path:
 def main(argv: list[str]) -> int:
     """Run the batch job in the current ``slicer.mrmlScene``; returns the exit code."""
     import slicer
-    from medadapt.cli import run_with_exit_code
+    from medadapt.cli.main import run_with_exit_code
 
     def job():
         print(f"MedAdapt batch: wrote {run(parse_arguments(argv), slicer.mrmlScene)}")

@@ -30,7 +30,7 @@ def sample_labels_path() -> Path:
 @pytest.fixture(scope="session")
 def sample(sample_image_path, sample_labels_path):
     """(image Volume, label Volume) of the bundled TotalSegmentator example CT."""
-    from medadapt.volume import read_volume
+    from medadapt.io.volume import read_volume
     return read_volume(sample_image_path), read_volume(sample_labels_path, label=True)
 
 
@@ -53,7 +53,7 @@ def oblique_image(array: np.ndarray, spacing=ANISOTROPIC_SPACING, direction=OBLI
 
 def liver_crop(sample, slices: slice = slice(8, 22)):
     """A small real crop (z range) of the sample around the liver: (image Volume, liver-only label Volume)."""
-    from medadapt.volume import Volume
+    from medadapt.io.volume import Volume
     image, labels = sample
     crop_image = Volume.from_sitk(image.to_sitk()[:, :, slices.start:slices.stop])
     crop_labels = Volume.from_sitk(labels.to_sitk()[:, :, slices.start:slices.stop])

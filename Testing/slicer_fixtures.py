@@ -62,14 +62,14 @@ def load_ct(logics, name: str = "ct"):
 
 def reference_labels():
     """TotalSegmentator labels of the CT as a (z, y, x) array."""
-    from medadapt.volume import read_volume
+    from medadapt.io.volume import read_volume
     return read_volume(CT_LABELS, label=True).array
 
 
 def crop_slices(volume_node, start: int, stop: int) -> None:
     """Keep slices [start, stop) of a volume node in place (origin moved so world positions stay the same)."""
     from MedAdaptSlicerLib.conversion import update_node_from_volume, volume_from_node
-    from medadapt.volume import Geometry, Volume
+    from medadapt.io.volume import Geometry, Volume
     volume = volume_from_node(volume_node)
     g = volume.geometry
     origin = tuple(g.index_to_world((0, 0, start)))

@@ -4,13 +4,15 @@ import numpy as np
 import torch
 from conftest import LIVER
 
-from medadapt.adapters import AdapterConfig, adapter_state, add_lora, trainable_count
+from medadapt.config import AdapterConfig
+from medadapt.methods.lora import adapter_state, add_lora, trainable_count
 from medadapt.backends import load_backend
-from medadapt.intensity import intensity_window
-from medadapt.pipeline import slice_stack
-from medadapt.slice_frame import in_plane_spacing
-from medadapt.slice_model import SliceModel
-from medadapt.training import TrainConfig, train
+from medadapt.io.intensity import intensity_window
+from medadapt.slices.stack import slice_stack
+from medadapt.slices.frame import in_plane_spacing
+from medadapt.slices.model import SliceModel
+from medadapt.config import TrainConfig
+from medadapt.methods.training import train
 
 
 def test_training_changes_only_the_adapter(sample):

@@ -7,10 +7,10 @@ import pytest
 from conftest import LIVER, liver_crop
 
 from medadapt.artifacts import ATLAS_FILES, MANIFEST, WEIGHTS, load_adapter, load_atlas, save_adapter
-from medadapt.atlas import make_atlas
+from medadapt.methods.atlas import make_atlas
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
-from medadapt.exemplars import find_exemplars
+from medadapt.io.exemplars import find_exemplars
 from medadapt.pipeline import adapt, predict
 
 

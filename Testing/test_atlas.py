@@ -4,10 +4,10 @@ import numpy as np
 from conftest import ANISOTROPIC_SPACING, OBLIQUE_DIRECTION
 from scipy import ndimage
 
-from medadapt.atlas import make_atlas, warp_atlas
-from medadapt.exemplars import find_exemplars
-from medadapt.metrics import mask_dice
-from medadapt.volume import Geometry, Volume
+from medadapt.methods.atlas import make_atlas, warp_atlas
+from medadapt.io.exemplars import find_exemplars
+from medadapt.evaluation.metrics import mask_dice
+from medadapt.io.volume import Geometry, Volume
 
 SHAPE = (40, 64, 64)
 

@@ -13,13 +13,13 @@ from medadapt.artifacts import load_adapter, load_heads, save_adapter
 from medadapt.backends import load_backend
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
-from medadapt.exemplars import find_exemplars
-from medadapt.fseft import HeadConfig
-from medadapt.fseft3d import (PRIOR_LOGIT, adapt_3d, painted_slices, predict_3d, predicted_size, start_from_class,
-                              train_head3d)
-from medadapt.grid3d import RAS, isotropic_grid, resample
-from medadapt.heads import SegmentationHead
-from medadapt.volume import Volume
+from medadapt.io.exemplars import find_exemplars
+from medadapt.config import HeadConfig
+from medadapt.methods.fseft3d import (PRIOR_LOGIT, adapt_3d, painted_slices, predict_3d, predicted_size,
+    start_from_class, train_head3d)
+from medadapt.io.grid3d import RAS, isotropic_grid, resample
+from medadapt.methods.heads import SegmentationHead
+from medadapt.io.volume import Volume
 
 PATCH = 64
 PAINTED = [8, 12]
@@ -201,8 +201,8 @@ def test_size_constraint_pulls_the_predicted_volume_towards_the_prior(blob, feat
 
 
 def test_command_line_adapts_and_predicts_without_prompts(blob, checkpoint, tmp_path):
-    from medadapt.cli import main
-    from medadapt.volume import read_volume, write_volume
+    from medadapt.cli.main import main
+    from medadapt.io.volume import read_volume, write_volume
     image, labels = blob
     write_volume(image, tmp_path / "ct.nii.gz")
     write_volume(image.with_array(np.where(np.isin(np.arange(20), PAINTED)[:, None, None], labels.array, 0)
@@ -223,8 +223,8 @@ def test_command_line_adapts_and_predicts_without_prompts(blob, checkpoint, tmp_
     (["--synthetic", "4"], "--synthetic: the 3D swinunetr heads learn from the painted slices"),
 ], ids=["pretrained-class-outside-the-head", "synthetic-pairs"])
 def test_command_line_bad_3d_options_are_bad_input(blob, checkpoint, tmp_path, capsys, option, message):
-    from medadapt.cli import main
-    from medadapt.volume import write_volume
+    from medadapt.cli.main import main
+    from medadapt.io.volume import write_volume
     image, labels = blob
     write_volume(image, tmp_path / "ct.nii.gz")
     write_volume(labels, tmp_path / "painted.nii.gz")

@@ -9,10 +9,10 @@ from conftest import LIVER, SPLEEN
 
 from medadapt.backends.litemedsam import build_litemedsam, load_litemedsam
 from medadapt.errors import InputError
-from medadapt.intensity import intensity_window
-from medadapt.pipeline import slice_stack
-from medadapt.slice_frame import in_plane_spacing
-from medadapt.slice_model import SliceModel
+from medadapt.io.intensity import intensity_window
+from medadapt.slices.stack import slice_stack
+from medadapt.slices.frame import in_plane_spacing
+from medadapt.slices.model import SliceModel
 
 
 @pytest.mark.parametrize("label, index", [(LIVER, 15), (SPLEEN, 20)])
@@ -57,7 +57,7 @@ def test_wrong_keys_truncated_and_pickled_code_checkpoints_are_refused(tmp_path)
 
 def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     import torch
-    from medadapt import devices
+    from medadapt.backends import devices
     from medadapt.errors import InputError
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
@@ -70,3 +70,13 @@ def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     assert devices.resolve_device("auto") == "cpu"
     with pytest.raises(InputError, match="--device mps: PyTorch's Apple Metal backend is not available"):
         devices.resolve_device("mps")
+
+
+def test_a_custom_litemedsam_checkpoint_is_known_by_its_hash(tmp_path):
+    from medadapt.backends.checkpoints import sha256_of
+    shipped = load_litemedsam()
+    custom = tmp_path / "my_litemedsam.pth"
+    torch.save({k: v + 0.001 if v.is_floating_point() else v for k, v in shipped.state_dict().items()}, custom)
+    loaded = load_litemedsam(checkpoint=custom)
+    assert loaded.checkpoint_sha256 == sha256_of(custom) != shipped.checkpoint_sha256
+    assert len(loaded.checkpoint_sha256) == 64

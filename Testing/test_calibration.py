@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from medadapt.calibration import LeaveOneOut, fill_held_slice
-from medadapt.metrics import mask_dice
+from medadapt.slices.leave_one_out import LeaveOneOut, fill_held_slice
+from medadapt.evaluation.metrics import mask_dice
 
 
 def _disc(radius: float, shape=(64, 80), centre=(30, 45)) -> np.ndarray:
@@ -43,9 +43,9 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
     from conftest import ANISOTROPIC_SPACING, OBLIQUE_DIRECTION
 
     from medadapt.config import AdaptConfig
-    from medadapt.exemplars import find_exemplars
-    from medadapt.between import fill_gaps, fill_max_gap, gap_labels
-    from medadapt.volume import Geometry, Volume
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.slices.between import fill_gaps, fill_max_gap, gap_labels
+    from medadapt.io.volume import Geometry, Volume
 
     painted = np.zeros((20, 64, 80), np.int16)
     for s in (2, 5, 15):  # gaps of 3 and 10 slices: 7.5 and 25 mm at 2.5 mm spacing
@@ -68,13 +68,13 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
 def test_predict_runs_only_the_held_out_walks_its_fill_choice_needs(sample, litemedsam):
     from conftest import LIVER, liver_crop
 
-    from medadapt.between import labels_to_fill
+    from medadapt.slices.between import labels_to_fill
     from medadapt.config import AdaptConfig
-    from medadapt.exemplars import find_exemplars
-    from medadapt.intensity import intensity_window
-    from medadapt.pipeline import slice_stack
-    from medadapt.slice_frame import in_plane_spacing
-    from medadapt.slice_model import SliceModel
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.io.intensity import intensity_window
+    from medadapt.slices.stack import slice_stack
+    from medadapt.slices.frame import in_plane_spacing
+    from medadapt.slices.model import SliceModel
 
     image, liver = liver_crop(sample)
     exemplars = find_exemplars(image, liver, axis=0, slices=[3, 6, 9])

@@ -10,8 +10,8 @@ import SimpleITK as sitk
 import torch
 from conftest import oblique_image
 
-from medadapt.cli import main
-from medadapt.volume import read_volume
+from medadapt.cli.main import main
+from medadapt.io.volume import read_volume
 
 
 def run(capsys, *argv):
@@ -124,3 +124,19 @@ def test_between_fill_takes_fill_between_painted_slices_and_the_model_beyond(cap
     with pytest.raises(SystemExit) as bad:
         run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "x.nrrd", "--between", "both")
     assert bad.value.code == 2 and "--between: invalid choice: 'both'" in capsys.readouterr().err
+
+
+def test_progress_keeps_one_line_per_stage():
+    from medadapt.cli.progress_bar import TqdmProgress
+    from medadapt.progress import Progress
+    progress = TqdmProgress()
+    for event in (Progress("encode slices", 1, 5), Progress("segment", 1, 2), Progress("encode slices", 3, 5),
+                  Progress("train", 4, 10, loss=0.5), Progress("segment", 2, 2), Progress("encode slices", 5, 5)):
+        progress(event)
+    assert list(progress.bars) == ["encode slices", "segment", "train"]  # a returning stage reuses its line
+    assert [bar.n for bar in progress.bars.values()] == [5, 2, 4]
+    assert progress.bars["train"].postfix == "loss=0.500"
+    progress(Progress("segment", 1, 3))  # a new round of a stage starts that line again
+    assert (progress.bars["segment"].n, progress.bars["segment"].total) == (1, 3)
+    progress.close()
+    assert progress.bars == {}

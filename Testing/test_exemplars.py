@@ -5,9 +5,9 @@ import pytest
 from conftest import oblique_image
 
 from medadapt.errors import InputError
-from medadapt.exemplars import find_exemplars, parse_axis, parse_slices
-from medadapt.points import read_points
-from medadapt.volume import Volume
+from medadapt.io.exemplars import find_exemplars, parse_axis, parse_slices
+from medadapt.io.points import read_points
+from medadapt.io.volume import Volume
 
 
 def _volumes(labels: np.ndarray):

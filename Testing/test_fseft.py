@@ -7,16 +7,19 @@ import torch
 from conftest import LIVER, liver_crop
 
 from medadapt.config import AdaptConfig
-from medadapt.exemplars import find_exemplars
-from medadapt.features import SliceFeatures
-from medadapt.fseft import HeadConfig, train_head
-from medadapt.heads import SegmentationHead, SpatialAdapter
-from medadapt.metrics import evaluate
-from medadapt.pipeline import EmbeddingCache, adapt, segment, slice_stack
-from medadapt.seeds import seeds_from_heads
-from medadapt.size_prior import expected_size, robust_areas, size_penalty
-from medadapt.slice_frame import in_plane_spacing
-from medadapt.slice_model import SliceModel
+from medadapt.io.exemplars import find_exemplars
+from medadapt.slices.features import SliceFeatures
+from medadapt.config import HeadConfig
+from medadapt.methods.fseft import train_head
+from medadapt.methods.heads import SegmentationHead, SpatialAdapter
+from medadapt.evaluation.metrics import evaluate
+from medadapt.pipeline import EmbeddingCache, adapt
+from medadapt.slices.labels import segment
+from medadapt.slices.stack import slice_stack
+from medadapt.methods.fseft import seeds_from_heads
+from medadapt.slices.size_prior import expected_size, robust_areas, size_penalty
+from medadapt.slices.frame import in_plane_spacing
+from medadapt.slices.model import SliceModel
 
 PAINTED = [1, 4]
 
@@ -129,3 +132,20 @@ def test_lora_seed_head_starts_a_prompt_free_prediction(crop, cache):
     truth = liver.array == LIVER
     dice = 2 * np.count_nonzero((labels == LIVER) & truth) / (np.count_nonzero(labels == LIVER) + truth.sum())
     assert dice > 0.8, dice
+
+
+def test_decoder_features_of_a_whole_slice_box(crop, cache):
+    from dataclasses import replace
+    image, liver, exemplars = crop
+    config = _config("linear-probe")
+    config.head = replace(config.head, features="decoder", iterations=20)
+    result = adapt(image, exemplars, config, cache=cache)
+    assert result.heads.source == "decoder" and result.heads.channels == 32
+    features = SliceFeatures(adapt_model(result, image), "decoder")
+    assert features(2).shape == (1, 32, 256, 256)
+    assert _hidden_dice(result.segmentation, crop) > 0.5
+
+
+def adapt_model(result, image):
+    """A slice model over ``image`` with the adapted result's backend and window."""
+    return SliceModel(result.backend, slice_stack(image, 0, result.window), in_plane_spacing(image.geometry.spacing, 0))

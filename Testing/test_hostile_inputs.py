@@ -8,8 +8,8 @@ import pytest
 import SimpleITK as sitk
 from conftest import oblique_image
 
-from medadapt.cli import main
-from medadapt.volume import read_volume
+from medadapt.cli.main import main
+from medadapt.io.volume import read_volume
 
 
 def digest(folder):
@@ -154,7 +154,7 @@ def test_unknown_device_is_refused_at_once(capsys, case, device):
 
 
 def test_a_painting_smaller_than_a_model_pixel_still_trains():
-    from medadapt.slice_frame import SliceFrame
+    from medadapt.slices.frame import SliceFrame
     frame = SliceFrame((512, 512), (0.7, 0.7), 256)
     masks = np.zeros((2, 512, 512), bool)
     masks[0, 100, 200] = True  # one voxel: a quarter of a frame pixel
@@ -187,15 +187,15 @@ def test_an_unexpected_failure_is_one_line_and_exit_1_with_the_traceback_under_d
 
 @pytest.mark.parametrize("moment", ["start-up", "mid-run"])
 def test_ctrl_c_exits_130_and_writes_nothing(capsys, case, monkeypatch, moment):
-    import medadapt.commands
+    import medadapt.cli.commands
     import medadapt.pipeline
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     if moment == "start-up":
-        monkeypatch.setattr(medadapt.commands, "adapt_config", interrupted)
+        monkeypatch.setattr(medadapt.cli.commands, "adapt_config", interrupted)
     else:  # during training: the progress callback is where a real Ctrl-C lands between steps
-        monkeypatch.setattr(medadapt.commands, "TqdmProgress", lambda enabled: _interrupt_at("adapt"))
+        monkeypatch.setattr(medadapt.cli.commands, "TqdmProgress", lambda enabled: _interrupt_at("adapt"))
     folder, image, painted = case
     refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", "--method",
                              "lora", "--iterations", "5", "--synthetic", "0", "--save-model", folder / "model"],

@@ -8,10 +8,10 @@ from conftest import LIVER, OBLIQUE_DIRECTION, liver_crop
 
 from medadapt.config import AdaptConfig
 from medadapt.errors import CancelledError
-from medadapt.exemplars import find_exemplars
-from medadapt.metrics import evaluate
+from medadapt.io.exemplars import find_exemplars
+from medadapt.evaluation.metrics import evaluate
 from medadapt.pipeline import EmbeddingCache, adapt
-from medadapt.volume import Geometry, Volume
+from medadapt.io.volume import Geometry, Volume
 
 PAINTED = [3, 10]
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import LIVER, liver_crop
 
-from medadapt.batch import batch_inputs, output_paths
-from medadapt.cli import main
+from medadapt.cli.predict_batch import batch_inputs, output_paths
+from medadapt.cli.main import main
 from medadapt.errors import InputError
-from medadapt.volume import read_volume, write_volume
+from medadapt.io.volume import read_volume, write_volume
 
 PAINTED = [0, 3]
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from medadapt.adapters import AdapterConfig, add_lora
+from medadapt.config import AdapterConfig
+from medadapt.methods.lora import add_lora
 from medadapt.artifacts import load_adapter, save_adapter
 from medadapt.backends import BACKENDS
 from medadapt.backends import sam as sam_module
@@ -17,8 +18,9 @@ from medadapt.backends.checkpoints import sha256_of
 from medadapt.backends.sam import load_sam
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
-from medadapt.registry import download, fetch, model_entry, models
-from medadapt.training import TrainConfig, train
+from medadapt.backends.catalog import download, fetch, model_entry, models
+from medadapt.config import TrainConfig
+from medadapt.methods.training import train
 
 SIZE = 64
 
@@ -187,7 +189,7 @@ def test_download_reports_progress_and_a_cancel_leaves_nothing(tiny, tmp_path):
     import threading
 
     from medadapt.errors import CancelledError
-    from medadapt.registry import prefetch
+    from medadapt.backends.catalog import prefetch
     big = tmp_path / "published" / "big.pth"
     big.write_bytes(tiny["source"].read_bytes() * 40 + b"\0" * (3 << 20))  # several 1 MB blocks
     write_registry(tiny["registry"], "tiny_sam", big.as_uri(), None)

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 
 from slicer_fixtures import CT_IMAGE, REPO, needs_ct, reference_labels, scene  # noqa: F401
-from medadapt.volume import read_volume, write_volume
+from medadapt.io.volume import read_volume, write_volume
 
 sys.path.insert(0, str(REPO / "MedAdaptSlicer"))
 import batch  # noqa: E402

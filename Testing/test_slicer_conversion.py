@@ -8,7 +8,7 @@ from slicer_fixtures import (CT_IMAGE, add_points, add_segmentation, load_ct, ne
                              scene)
 from MedAdaptSlicerLib import conversion
 from medadapt.errors import InputError
-from medadapt.volume import Geometry, Volume, read_volume
+from medadapt.io.volume import Geometry, Volume, read_volume
 
 
 def oblique_volume() -> Volume:

@@ -93,12 +93,16 @@ def test_apply_honours_outside_all_segments_and_is_one_undo_step(liver_adapted):
         session.apply()
 
 
+def liver_on_three_slices():
+    """Editor case with only a 'liver' segment painted on 3 slices and selected; its node IDs and arrays."""
+    scene, volume, segmentation, editor = editor_case({"liver": painted_on(reference_labels() == LIVER, 3)[0]})
+    editor.SetSelectedSegmentID(segment_id(segmentation, "liver"))
+    return scene, volume, segmentation, editor, node_ids(scene), segment_arrays(segmentation, volume)
+
+
 @needs_ct
 def test_cancel_of_the_preview_leaves_the_scene_identical():
-    labels = reference_labels()
-    scene, volume, segmentation, editor = editor_case({"liver": painted_on(labels == LIVER, 3)[0]})
-    editor.SetSelectedSegmentID(segment_id(segmentation, "liver"))
-    nodes, arrays = node_ids(scene), segment_arrays(segmentation, volume)
+    scene, volume, segmentation, editor, nodes, arrays = liver_on_three_slices()
     session = EffectSession(editor, SynchronousRunner())
     assert session.start_adapt(Parameters(method="fill")).state == "done"
     assert scene.GetFirstNodeByName(PREVIEW_NODE_NAME) is not None
@@ -110,10 +114,7 @@ def test_cancel_of_the_preview_leaves_the_scene_identical():
 
 @needs_ct
 def test_cancel_during_adapt_leaves_the_scene_identical():
-    labels = reference_labels()
-    scene, volume, segmentation, editor = editor_case({"liver": painted_on(labels == LIVER, 3)[0]})
-    editor.SetSelectedSegmentID(segment_id(segmentation, "liver"))
-    nodes, arrays = node_ids(scene), segment_arrays(segmentation, volume)
+    scene, volume, segmentation, editor, nodes, arrays = liver_on_three_slices()
     runner = SynchronousRunner()
     session = EffectSession(editor, runner)
     job = session.start_adapt(Parameters(device="cpu", iterations=3, synthesis_per_exemplar=1),

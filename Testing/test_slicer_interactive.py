@@ -9,8 +9,8 @@ from MedAdaptSlicerLib.interactive import SliceSession
 from MedAdaptSlicerLib.jobs import SynchronousRunner
 from MedAdaptSlicerLib.logic import MedAdaptLogic
 from MedAdaptSlicerLib.results import preview_name
-from medadapt.intensity import intensity_window
-from medadapt.points import PointPrompt
+from medadapt.io.intensity import intensity_window
+from medadapt.io.points import PointPrompt
 
 START, STOP = 19, 22  # three slices of the liver
 

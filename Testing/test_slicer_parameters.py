@@ -41,8 +41,8 @@ def test_bad_values_name_the_field(field, value, message):
     (["--device", "cpu", "--method", "fill"], dict(device="cpu", method="fill")),
 ])
 def test_the_gui_and_the_command_line_build_the_same_config(cli, gui):
-    from medadapt.cli import build_parser
-    from medadapt.commands import adapt_config
+    from medadapt.cli.main import build_parser
+    from medadapt.cli.commands import adapt_config
     args = build_parser().parse_args(["adapt", "image.nii.gz", "--exemplars", "painted.nii.gz", "-o", "out.nii.gz",
                                       *cli])
     assert Parameters(**gui).to_config() == adapt_config(args)

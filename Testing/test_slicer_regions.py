@@ -4,7 +4,7 @@ import numpy as np
 
 import slicer_fixtures  # noqa: F401  (puts MedAdaptSlicer on sys.path)
 from MedAdaptSlicerLib.regions import crop, paste
-from medadapt.volume import Geometry, Volume
+from medadapt.io.volume import Geometry, Volume
 
 
 def test_crop_keeps_world_positions_and_paste_restores_placement():

@@ -8,7 +8,7 @@ import vtk
 from slicer_fixtures import add_segmentation, scene, segment_arrays  # noqa: F401
 from MedAdaptSlicerLib import results
 from MedAdaptSlicerLib.conversion import geometry_from_node, update_node_from_volume
-from medadapt.volume import Geometry, Volume
+from medadapt.io.volume import Geometry, Volume
 
 
 def oblique_node(mrml):

@@ -32,7 +32,7 @@ def test_ui_has_the_required_controls():
 
 
 def test_method_choices_are_the_core_methods_and_iterations_default_to_zero():
-    from medadapt.method_names import METHODS
+    from medadapt.methods.registry import METHODS
     widgets = {w.get("name"): w for w in ET.parse(UI).iter("widget")}
     choices = [item.findtext("property/string") for item in widgets["methodComboBox"].iter("item")]
     assert choices == list(METHODS)

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from medadapt.synthesis import SynthesisConfig, synthesize
+from medadapt.config import SynthesisConfig
+from medadapt.methods.synthesis import synthesize
 
 
 def test_warps_move_image_and_mask_together():

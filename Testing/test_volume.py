@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from conftest import ANISOTROPIC_SPACING, OBLIQUE_DIRECTION, oblique_image
 
 from medadapt.errors import InputError
-from medadapt.volume import Volume, read_volume, require_same_grid, write_volume
+from medadapt.io.volume import Volume, read_volume, require_same_grid, write_volume
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])

@@ -16,12 +16,14 @@ from pathlib import Path
 from monai.networks.nets import SwinUNETR
 from safetensors.torch import save_file
 
-from medadapt.adapters import AdapterConfig, add_lora, trainable_count
+from medadapt.config import AdapterConfig
+from medadapt.methods.lora import add_lora, trainable_count
 from medadapt.artifacts import save_adapter
 from medadapt.backends import load_backend
 from medadapt.backends.swinunetr import FSEFT_ARCHITECTURE
 from medadapt.config import AdaptConfig
-from medadapt.fseft import HeadConfig, HeadSet
+from medadapt.config import HeadConfig
+from medadapt.methods.heads import HeadSet
 
 
 def saved_size_mb(backend, config: AdaptConfig, heads: HeadSet | None) -> float:

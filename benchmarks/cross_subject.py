@@ -33,7 +33,7 @@ def tasks() -> dict[str, tuple[tuple[str, str], list[tuple[str, str]], int]]:
 
 def trainable_parameters(method: str, backend, heads) -> int:
     """Parameters the method trained: LoRA and decoder heads (``lora``) plus the FSEFT heads."""
-    from medadapt.adapters import trainable_count
+    from medadapt.methods.lora import trainable_count
     adapted = trainable_count(backend) if method == "lora" else 0
     return adapted + (sum(p.numel() for p in heads.parameters()) if heads is not None else 0)
 
@@ -41,11 +41,11 @@ def trainable_parameters(method: str, backend, heads) -> int:
 def run_task(name: str, k: int, methods: list[str], limit: int | None = None) -> list[dict]:
     """Adapt on the task's source with each method and score prompt-free predictions on its targets."""
     from medadapt.artifacts import load_adapter, load_atlas, load_heads, save_adapter
-    from medadapt.atlas import make_atlas, warp_atlas
-    from medadapt.config import AdaptConfig
-    from medadapt.exemplars import find_exemplars
+    from medadapt.methods.atlas import make_atlas, warp_atlas
+    from medadapt.options import AdaptOptions, build_config
+    from medadapt.io.exemplars import find_exemplars
     from medadapt.pipeline import EmbeddingCache, adapt, predict, window_for
-    from medadapt.volume import read_volume
+    from medadapt.io.volume import read_volume
 
     (source_image, source_labels), targets, label = tasks()[name]
     targets = targets[:limit]
@@ -64,9 +64,7 @@ def run_task(name: str, k: int, methods: list[str], limit: int | None = None) ->
             rows.append(score({**row, "adapt_s": 0.0, "trainable": 0, "adapter_mb": 0.0}, targets, label,
                               lambda volume, _: warp_atlas(atlas, volume)))
             continue
-        config = AdaptConfig(method=method.removesuffix("-atlas"), device="cpu")
-        if config.method == "lora":
-            config.head.seed_head = "linear-probe"  # as `medadapt adapt --save-model` does
+        config = build_config(AdaptOptions(method=method.removesuffix("-atlas"), device="cpu", save_model=True))
         if config.method not in adapted:
             started = time.monotonic()
             adapted[config.method] = adapt(image, exemplars, config, cache=source_cache), time.monotonic() - started
@@ -89,8 +87,8 @@ def run_task(name: str, k: int, methods: list[str], limit: int | None = None) ->
 
 def score(row: dict, targets: list[tuple[str, str]], label: int, segment) -> dict:
     """``row`` with the Dice of ``segment(volume, image path)`` on every target and their mean (printed)."""
-    from medadapt.metrics import dice_and_hd95
-    from medadapt.volume import read_volume
+    from medadapt.evaluation.metrics import dice_and_hd95
+    from medadapt.io.volume import read_volume
     row["dice"] = {}
     for target_image, target_labels in targets:
         volume = read_volume(DATA / target_image)

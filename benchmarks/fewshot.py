@@ -62,15 +62,17 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
     between painted ones (model, Fill, leave-one-out choice), and post-processing; plus the LOO Dice."""
     from dataclasses import replace
 
-    from medadapt.calibration import leave_one_out
+    from medadapt.slices.leave_one_out import leave_one_out
     from medadapt.config import AdaptConfig
-    from medadapt.metrics import hidden_slices_only, mask_dice
-    from medadapt.between import fill_gaps
-    from medadapt.pipeline import assign_labels, slice_stack
-    from medadapt.propagation import StopRule, propagate
-    from medadapt.seeds import exemplar_seeds
-    from medadapt.slice_frame import in_plane_spacing
-    from medadapt.slice_model import SliceModel
+    from medadapt.evaluation.metrics import hidden_slices_only, mask_dice
+    from medadapt.slices.between import fill_gaps
+    from medadapt.slices.labels import assign_labels
+    from medadapt.slices.stack import slice_stack
+    from medadapt.config import StopRule
+    from medadapt.slices.propagation import propagate
+    from medadapt.slices.seeds import exemplar_seeds
+    from medadapt.slices.frame import in_plane_spacing
+    from medadapt.slices.model import SliceModel
 
     model = SliceModel(result.backend, slice_stack(image, 0, result.window),
                        in_plane_spacing(image.geometry.spacing, 0), embeddings=cache.slices(result.backend, 0,
@@ -96,21 +98,27 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
     return out
 
 
-def run_one(case: str, k: int, methods: list[str], with_ablation: bool = False, cache=None) -> dict:
-    """Adapt one case with every method; scores on the hidden slices, seconds and this process's peak RAM
-    (``cache``: slice embeddings shared with earlier runs on the same image)."""
-    from medadapt.config import AdaptConfig
-    from medadapt.exemplars import find_exemplars
-    from medadapt.metrics import evaluate
-    from medadapt.pipeline import EmbeddingCache, adapt
-    from medadapt.volume import read_volume
+def load_case(case: str, k: int):
+    """(image, target mask, painted slices, exemplars) of ``case`` painted on its k bin-centre slices."""
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.io.volume import read_volume
 
     image_path, label_path, label = cases()[case]
     image = read_volume(DATA / image_path)
     reference = read_volume(DATA / label_path, label=True)
     target = (reference.array == label).astype(np.int16)
     slices = bin_centre_slices(target, k)
-    exemplars = find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
+    return image, target, slices, find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
+
+
+def run_one(case: str, k: int, methods: list[str], with_ablation: bool = False, cache=None) -> dict:
+    """Adapt one case with every method; scores on the hidden slices, seconds and this process's peak RAM
+    (``cache``: slice embeddings shared with earlier runs on the same image)."""
+    from medadapt.options import AdaptOptions, build_config
+    from medadapt.evaluation.metrics import evaluate
+    from medadapt.pipeline import EmbeddingCache, adapt
+
+    image, target, slices, exemplars = load_case(case, k)
     spacing_zyx = tuple(reversed(image.geometry.spacing))
     row = {"case": case, "k": k, "slices": slices}
     cache = cache if cache is not None else EmbeddingCache()  # zero-shot reuses the lora run's frozen embeddings
@@ -119,7 +127,7 @@ def run_one(case: str, k: int, methods: list[str], with_ablation: bool = False, 
             row[method] = {"dice": None, "note": "needs two slices"}
             continue
         started = time.monotonic()
-        result = adapt(image, exemplars, AdaptConfig(method=method), cache=cache)
+        result = adapt(image, exemplars, build_config(AdaptOptions(method=method)), cache=cache)
         score = evaluate(result.segmentation.array, target, [1], 0, slices, spacing_zyx)[1]
         row[method] = {**score, "seconds": round(time.monotonic() - started, 1)}
         if method == "lora" and with_ablation:

@@ -57,14 +57,15 @@ def adapted(case: str, k: int, placement: str, cache_dir: Path):
     path) of the model adapted on the k ``placement`` slices, adapting and caching on the first call."""
     import torch
 
-    from medadapt.adapters import add_lora
+    from medadapt.methods.lora import add_lora
     from medadapt.backends import load_backend
-    from medadapt.baselines import fill_between_slices
+    from medadapt.slices.fill import fill_between_slices
     from medadapt.config import AdaptConfig
-    from medadapt.exemplars import find_exemplars
-    from medadapt.metrics import evaluate
+    from medadapt.options import AdaptOptions, build_config
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.evaluation.metrics import evaluate
     from medadapt.pipeline import EmbeddingCache, adapt
-    from medadapt.volume import read_volume
+    from medadapt.io.volume import read_volume
 
     image_path, label_path, label = cases()[case]
     image = read_volume(DATA / image_path)
@@ -84,12 +85,12 @@ def adapted(case: str, k: int, placement: str, cache_dir: Path):
                 saved["fill"].numpy() if saved["fill"] is not None else None, saved["facts"], path)
     cache = EmbeddingCache()
     started = time.monotonic()
-    result = adapt(image, exemplars, AdaptConfig(), cache=cache)
+    result = adapt(image, exemplars, build_config(AdaptOptions()), cache=cache)
     seconds = time.monotonic() - started
     score = evaluate(result.segmentation.array, target, [1], 0, slices, tuple(reversed(image.geometry.spacing)))[1]
     embeddings = cache.slices(result.backend, 0, result.window)
     fill = fill_between_slices(exemplars) if len(slices) > 1 else None
-    from medadapt.adapters import adapter_state
+    from medadapt.methods.lora import adapter_state
     facts = {"lora_dice": score["dice"], "lora_seconds": round(seconds, 1)}
     save(path, adapter_state(result.backend), result.window, embeddings, fill, facts)
     return image, exemplars, target, slices, result.backend, result.window, embeddings, fill, facts, path
@@ -155,15 +156,16 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
     ``placement``, segmented by the model adapted on ``train_k`` bin-centre slices (the variants compare
     inference rules; a model adapted on other slices of the same structure is a shared, slightly optimistic
     stand-in)."""
-    from medadapt.baselines import fill_between_slices
-    from medadapt.exemplars import find_exemplars
-    from medadapt.between import check_exemplars, fill_gaps, fill_max_gap, fillable_gaps
+    from medadapt.slices.fill import fill_between_slices
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.slices.between import check_exemplars, fill_gaps, fill_max_gap, fillable_gaps
     from medadapt.config import AdaptConfig
-    from medadapt.metrics import hidden_slices_only, mask_dice
-    from medadapt.pipeline import assign_labels, label_probabilities, slice_stack
-    from medadapt.seeds import exemplar_seeds
-    from medadapt.slice_frame import in_plane_spacing
-    from medadapt.slice_model import SliceModel
+    from medadapt.evaluation.metrics import hidden_slices_only, mask_dice
+    from medadapt.slices.labels import assign_labels, label_probabilities
+    from medadapt.slices.stack import slice_stack
+    from medadapt.slices.seeds import exemplar_seeds
+    from medadapt.slices.frame import in_plane_spacing
+    from medadapt.slices.model import SliceModel
 
     (image, trained_on, target, _, backend, window, embeddings, _, facts,
      path) = adapted(case, train_k, "centre", cache_dir)

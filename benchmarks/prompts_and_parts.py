@@ -25,12 +25,12 @@ SLICES = (8, 12, 15, 18, 22)
 def prompt_types(device: str) -> None:
     """Print mean Dice per prompt type over a few liver slices."""
     from medadapt.backends import load_backend
-    from medadapt.intensity import intensity_window
-    from medadapt.metrics import mask_dice as dice
-    from medadapt.pipeline import slice_stack
-    from medadapt.slice_frame import in_plane_spacing
-    from medadapt.slice_model import SliceModel
-    from medadapt.volume import read_volume
+    from medadapt.io.intensity import intensity_window
+    from medadapt.evaluation.metrics import mask_dice as dice
+    from medadapt.slices.stack import slice_stack
+    from medadapt.slices.frame import in_plane_spacing
+    from medadapt.slices.model import SliceModel
+    from medadapt.io.volume import read_volume
 
     image = read_volume(SAMPLE / "ct_abdomen_image.nii.gz")
     liver = read_volume(SAMPLE / "ct_abdomen_liver_spleen.nii.gz", label=True).array == 5
@@ -55,7 +55,8 @@ def lora_step_seconds(device: str, parts: tuple[str, ...], steps: int = 3) -> fl
     """Median seconds of one training step (batch 4) with LoRA in ``parts``."""
     from monai.losses import DiceCELoss
 
-    from medadapt.adapters import AdapterConfig, add_lora
+    from medadapt.config import AdapterConfig
+    from medadapt.methods.lora import add_lora
     from medadapt.backends import load_backend
     backend = add_lora(load_backend("litemedsam", device), AdapterConfig(parts=parts))
     frames = torch.rand(4, 3, 256, 256, device=device)

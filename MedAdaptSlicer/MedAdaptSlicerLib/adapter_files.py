@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medadapt.artifacts import load_adapter, load_atlas, load_heads, save_adapter
-from medadapt.atlas import Atlas
+from medadapt.artifacts import load_adapter, load_atlas, load_heads, run_facts, save_adapter
+from medadapt.methods.atlas import Atlas
 from medadapt.backends.base import PromptableBackend
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
-from medadapt.fseft import HeadSet
-from medadapt.method_names import HEAD_METHODS
+from medadapt.methods.heads import HeadSet
+from medadapt.methods.registry import METHODS
 
-SAVABLE_METHODS = ("lora", *HEAD_METHODS)
+SAVABLE_METHODS = tuple(name for name, method in METHODS.items() if method.saveable and method.trained)
 
 
 @dataclass
@@ -29,6 +29,8 @@ class AdaptedModel:
     exemplar_slices: list[int] = field(default_factory=list)
     heads: HeadSet | None = None
     atlas: Atlas | None = None
+    losses: list[float] = field(default_factory=list)
+    size_priors: dict[int, float] = field(default_factory=dict)
 
 
 def save_model(directory: str | Path, model: AdaptedModel) -> Path:
@@ -36,9 +38,8 @@ def save_model(directory: str | Path, model: AdaptedModel) -> Path:
     if model.config.method not in SAVABLE_METHODS:
         raise InputError(f"save adapter: only a trained model can be saved ({', '.join(SAVABLE_METHODS)}; this "
                          f"one is '{model.config.method}'); run Adapt with one of those methods first")
-    facts = {"exemplars": {"axis": model.axis, "slices": model.exemplar_slices, "labels": [1]},
-             "window": list(model.window),
-             "validation_dice": {str(k): v for k, v in model.validation_dice.items()}}
+    facts = run_facts(model.axis, model.exemplar_slices, [1], model.window, model.validation_dice, model.losses,
+                      model.size_priors)
     return save_adapter(directory, model.backend, model.config, facts, model.heads, model.atlas)
 
 

@@ -12,8 +12,8 @@ import vtk
 from vtk.util import numpy_support
 
 from medadapt.errors import InputError
-from medadapt.points import PointPrompt, points_from_world
-from medadapt.volume import Geometry, Volume
+from medadapt.io.points import PointPrompt, points_from_world
+from medadapt.io.volume import Geometry, Volume
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 SegLogic = slicer.vtkSlicerSegmentationsModuleLogic

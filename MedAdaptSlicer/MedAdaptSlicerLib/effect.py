@@ -154,7 +154,7 @@ class EffectSession:
 
 def _exemplars(image, segmentation_node, segment_id: str, volume_node):
     """One segment's painted slices as core exemplars (label 1), named after the segment in errors."""
-    from medadapt.exemplars import find_exemplars
+    from medadapt.io.exemplars import find_exemplars
 
     labelmap = exemplar_labelmap(segmentation_node, segment_id, volume_node)
     name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()

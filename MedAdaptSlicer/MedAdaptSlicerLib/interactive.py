@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from medadapt.backends.base import PromptableBackend
-from medadapt.pipeline import slice_stack
-from medadapt.points import PointPrompt
-from medadapt.slice_frame import in_plane_spacing
-from medadapt.slice_model import SliceModel
-from medadapt.volume import Volume
+from medadapt.slices.stack import slice_stack
+from medadapt.io.points import PointPrompt
+from medadapt.slices.frame import in_plane_spacing
+from medadapt.slices.model import SliceModel
+from medadapt.io.volume import Volume
 
 
 class SliceSession:

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from medadapt.atlas import make_atlas
+from medadapt.methods.atlas import make_atlas
 from medadapt.backends import load_backend
-from medadapt.devices import resolve_device
+from medadapt.backends.devices import resolve_device
 from medadapt.errors import InputError
-from medadapt.exemplars import Exemplars, find_exemplars
-from medadapt.intensity import intensity_window
-from medadapt.pipeline import adapt, predict, segment, window_for
-from medadapt.points import PointPrompt
-from medadapt.seeds import exemplar_seeds
-from medadapt.volume import Volume
+from medadapt.io.exemplars import Exemplars, find_exemplars
+from medadapt.io.intensity import intensity_window
+from medadapt.pipeline import adapt, predict, window_for
+from medadapt.slices.labels import segment
+from medadapt.io.points import PointPrompt
+from medadapt.slices.seeds import exemplar_seeds
+from medadapt.io.volume import Volume
 
 from . import results
 from .adapter_files import AdaptedModel, load_model, save_model
@@ -26,6 +27,7 @@ from .interactive import SliceSession
 from .jobs import Job, ThreadRunner
 from .parameters import Parameters
 from .regions import crop, paste
+from medadapt.methods.registry import method_for
 
 
 @dataclass
@@ -96,14 +98,18 @@ class MedAdaptLogic:
         """Adapt to the painted slices of ``segment_id`` and show the result as its preview segment."""
         config = parameters.to_config()
         inputs = read_inputs(volume_node, segmentation_node, segment_id, positive_node, negative_node, roi_node)
-        reuse = self.base_backend(config.device) if config.method == "zero-shot" else None
+        method = method_for(config.method)
+        # a method that trains nothing runs the loaded base model as it is (training ones build their own, after
+        # the run's seed, as the command line does)
+        reuse = self.base_backend(config.device) if method.uses_model and not method.trained else None
 
         def work(progress, cancel):
             result = adapt(inputs.image, inputs.exemplars, config, inputs.points, progress, cancel, backend=reuse)
             model = None if result.backend is None else AdaptedModel(
                 result.backend, config, result.window, inputs.exemplars.axis, result.validation_dice,
                 inputs.exemplars.slices, result.heads,
-                make_atlas(inputs.image, inputs.exemplars) if config.method == "lora" else None)
+                make_atlas(inputs.image, inputs.exemplars) if method.trains_backend else None, result.losses,
+                result.size_priors)
             return result.segmentation, model
         return self.runner.start(work, on_progress, self._finish(inputs, volume_node, segmentation_node, segment_id,
                                                                  on_done, keep_model=True))

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
-from medadapt.method_names import METHODS
+from medadapt.methods.registry import METHODS
 from medadapt.options import AdaptOptions, build_config
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medadapt.volume import Geometry, Volume
+from medadapt.io.volume import Geometry, Volume
 
 
 def crop(volume: Volume, low_zyx, high_zyx) -> Volume:

@@ -12,17 +12,18 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from . import __version__
-from .adapters import adapter_state, add_lora
-from .backends import load_backend
-from .backends.base import PromptableBackend
-from .backends.checkpoints import sha256_of
-from .config import AdaptConfig
-from .errors import InputError
-from .atlas import Atlas
-from .fseft import HeadSet
-from .manifest import FORMAT, validated_manifest
-from .volume import read_volume, write_volume
+from medadapt import __version__
+from medadapt.backends import load_backend
+from medadapt.backends.base import PromptableBackend
+from medadapt.backends.checkpoints import sha256_of
+from medadapt.config import AdaptConfig
+from medadapt.errors import InputError
+from medadapt.io.volume import read_volume, write_volume
+from medadapt.manifest import FORMAT, validated_manifest
+from medadapt.methods.atlas import Atlas
+from medadapt.methods.heads import HeadSet
+from medadapt.methods.lora import adapter_state, add_lora
+from medadapt.methods.registry import method_for
 
 WEIGHTS = "adapter.safetensors"
 HEADS = "heads.safetensors"
@@ -42,6 +43,18 @@ def check_model_folder(directory: str | Path) -> Path:
     if not os.access(parent, os.W_OK):
         raise InputError(f"--save-model {directory}: parent folder {parent} is not writable")
     return directory
+
+
+def run_facts(axis: int, slices: list[int], labels: list[int], window: tuple[float, float],
+              validation_dice: dict[int, float], losses: list[float] = (), size_priors: dict[int, float] | None = None
+              ) -> dict:
+    """The manifest's facts of one run (the same keys whether the command line or Slicer saves it):
+    exemplar axis, slices and labels, intensity window, validation Dice, final training loss, size priors."""
+    return {"exemplars": {"axis": int(axis), "slices": [int(s) for s in slices], "labels": [int(v) for v in labels]},
+            "window": [float(v) for v in window],
+            "validation_dice": {str(k): float(v) for k, v in validation_dice.items()},
+            "final_loss": float(losses[-1]) if len(losses) else None,
+            "size_priors": {str(k): float(v) for k, v in (size_priors or {}).items()}}
 
 
 def save_adapter(directory: str | Path, backend: PromptableBackend, config: AdaptConfig, facts: dict,
@@ -111,7 +124,7 @@ def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[Promptable
     if manifest["base_model"].get("sha256") != backend.checkpoint_sha256:
         raise InputError(f"{directory}: adapter was trained on base weights {manifest['base_model'].get('sha256')}"
                          f" but the installed {backend.name} has {backend.checkpoint_sha256}")
-    if config.method == "lora":
+    if method_for(config.method).trains_backend:
         add_lora(backend, config.adapter)
     try:
         state = load_file(str(weights))

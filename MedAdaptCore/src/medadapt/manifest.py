@@ -7,8 +7,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .config import AdaptConfig
-from .errors import InputError
+from medadapt.config import AdaptConfig
+from medadapt.errors import InputError
 
 FORMAT = 1
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
-from pathlib import Path
 
-from .config import AdaptConfig
-from .errors import InputError
-from .method_names import HEAD_METHODS
+from medadapt.config import AdaptConfig
+from medadapt.errors import InputError
+from medadapt.methods.registry import method_for
 
 
 @dataclass(frozen=True)
@@ -44,11 +43,11 @@ class AdaptOptions:
 def build_config(options: AdaptOptions) -> AdaptConfig:
     """The :class:`AdaptConfig` of ``options``: device resolved, LoRA placed per device unless
     ``lora_parts`` says where, a seed probe saved with a LoRA model (so ``predict`` runs without prompts)."""
-    from .devices import default_adapter_parts, resolve_device
+    from medadapt.backends.devices import default_adapter_parts, resolve_device
 
     config = AdaptConfig(method=options.method, device=resolve_device(options.device), seed=options.seed,
                          backend=options.base_model, input_size=options.input_size,
-                         checkpoint=str(Path(options.checkpoint).resolve()) if options.checkpoint else None)
+                         checkpoint=options.checkpoint or None)  # as given: the manifest keys the weights by hash
     config.adapter.parts = default_adapter_parts(config.device)
     if options.between:
         config.between = options.between
@@ -58,15 +57,16 @@ def build_config(options: AdaptOptions) -> AdaptConfig:
         config.adapter.parts = tuple(p.strip() for p in options.lora_parts.split(","))
         if not set(config.adapter.parts) <= {"encoder", "decoder"}:
             raise InputError(f"--lora-parts: expected encoder and/or decoder, got {options.lora_parts!r}")
-    if options.save_model and config.method == "lora":
+    method = method_for(config.method)
+    if options.save_model and method.trains_backend:
         config.head.seed_head = "linear-probe"
-    if options.atlas and (not options.save_model or config.method in HEAD_METHODS or config.method == "fill"):
+    if options.atlas and (not options.save_model or not method.saveable or method.head_kind is not None):
         raise InputError("--atlas: needs --save-model and a lora (or zero-shot) model; the heads of "
                          f"{config.method!r} find the structure themselves")
     if config.backend == "swinunetr" and options.synthetic is not None:
         raise InputError("--synthetic: the 3D swinunetr heads learn from the painted slices themselves "
                          "(no synthetic pairs); leave it out")
-    trained = config.head if config.method in HEAD_METHODS else config.train
+    trained = config.head if method.head_kind is not None else config.train
     for value, target, field in ((options.iterations, trained, "iterations"), (options.rank, config.adapter, "rank"),
                                  (options.synthetic, config.synthesis, "per_exemplar")):
         if value is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from .errors import CancelledError
+from medadapt.errors import CancelledError
 
 
 @dataclass(frozen=True)

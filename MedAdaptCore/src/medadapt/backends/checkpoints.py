@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InputError
+from medadapt.errors import InputError
 
 
 def sha256_of(path: str | Path) -> str:

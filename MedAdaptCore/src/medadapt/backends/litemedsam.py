@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import PromptableBackend
-from .checkpoints import load_into, load_state_dict
+from medadapt.backends.base import PromptableBackend
+from medadapt.backends.checkpoints import load_into, load_state_dict, sha256_of
 
 
 class LiteMedSAM(PromptableBackend):
@@ -34,7 +34,7 @@ def load_litemedsam(device: str = "cpu", checkpoint: str | Path | None = None,
     model = build_litemedsam()
     state = load_state_dict(checkpoint, expected_sha256)
     load_into(model, {k: v for k, v in state.items()}, str(checkpoint))
-    model.checkpoint_sha256 = expected_sha256 or ""
+    model.checkpoint_sha256 = expected_sha256 or sha256_of(checkpoint)  # a custom file is known by its hash too
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval().to(device)

@@ -1,7 +1,7 @@
 """Official Segment Anything (ViT-B / ViT-L / ViT-H) and MedSAM checkpoints behind the backend interface.
 
 The architecture comes from ``segment_anything.sam_model_registry`` (built without weights); the weights are
-the registry's checksum-verified file (see :mod:`medadapt.registry`) or a local checkpoint, loaded with
+the registry's checksum-verified file (see :mod:`medadapt.backends.catalog`) or a local checkpoint, loaded with
 ``torch.load(weights_only=True)`` and strict key checks.
 """
 
@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from segment_anything import sam_model_registry
 from segment_anything.modeling import Sam
 
-from ..errors import InputError
-from ..registry import ModelEntry, fetch, model_entry
-from .base import PromptableBackend
-from .checkpoints import load_into, load_state_dict, sha256_of
+from medadapt.backends.base import PromptableBackend
+from medadapt.backends.catalog import ModelEntry, fetch, model_entry
+from medadapt.backends.checkpoints import load_into, load_state_dict, sha256_of
+from medadapt.errors import InputError
 
 ARCHITECTURES: dict[str, Callable[[], Sam]] = {key: sam_model_registry[key] for key in ("vit_b", "vit_l", "vit_h")}
 """Registry ``architecture`` -> builder of that SAM with random weights."""

@@ -19,11 +19,11 @@ from monai.inferers import sliding_window_inference
 from monai.networks.nets import SwinUNETR
 from torch import nn
 
-from ..errors import InputError
-from ..grid3d import isotropic_grid, resample
-from ..intensity import normalise
-from ..volume import Geometry, Volume
-from .checkpoints import load_into, load_state_dict, sha256_of
+from medadapt.backends.checkpoints import load_into, load_state_dict, sha256_of
+from medadapt.errors import InputError
+from medadapt.io.grid3d import isotropic_grid, resample
+from medadapt.io.intensity import normalise
+from medadapt.io.volume import Geometry, Volume
 
 PREFIXES = ("module.", "model.", "backbone.")
 """Wrapper prefixes stripped from checkpoint keys (DataParallel, training wrappers)."""
@@ -108,7 +108,7 @@ class SwinBackbone(nn.Module):
 
     def model_input(self, image: Volume) -> tuple[torch.Tensor, Geometry]:
         """``image`` on the model grid as a (1, 1, i, j, k) tensor in [0, 1] (MONAI's index order, as in
-        training) and that grid (:func:`medadapt.grid3d.isotropic_grid`)."""
+        training) and that grid (:func:`medadapt.io.grid3d.isotropic_grid`)."""
         grid = isotropic_grid(image.geometry, self.settings.spacing)
         array = resample(image.array.astype(np.float32), image.geometry, grid, default=self.settings.window[0])
         scaled = torch.from_numpy(normalise(array, self.settings.window))

@@ -1,0 +1,137 @@
+"""What each ``medadapt`` sub-command does, on parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from medadapt.backends.devices import resolve_device
+from medadapt.cli.progress_bar import TqdmProgress
+from medadapt.config import AdaptConfig
+from medadapt.errors import InputError
+from medadapt.io.exemplars import find_exemplars, parse_axis, parse_slices
+from medadapt.io.volume import check_writable, read_volume, require_same_grid, write_volume
+from medadapt.methods.registry import method_for
+from medadapt.options import AdaptOptions, build_config
+
+
+def _int_list(value: str | None, option: str) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise InputError(f"{option}: expected comma-separated integers, got {value!r}") from exc
+
+
+def adapt_config(args: argparse.Namespace) -> AdaptConfig:
+    """AdaptConfig from ``adapt`` options (:func:`options.build_config`, shared with the Slicer module)."""
+    return build_config(AdaptOptions.from_args(args))
+
+
+def _read_points(path, geometry):
+    from medadapt.io.points import read_points
+    return read_points(path, geometry) if path else None
+
+
+def run_adapt(args: argparse.Namespace) -> None:
+    """``medadapt adapt``: exemplars -> adapted model -> segmentation file (+ adapter, + scores)."""
+    from medadapt.artifacts import check_model_folder, run_facts, save_adapter
+    from medadapt.evaluation.metrics import evaluate
+    from medadapt.methods.atlas import make_atlas
+    from medadapt.pipeline import adapt
+    output = check_writable(args.output, (args.image, args.exemplars, args.reference, args.points))
+    config = adapt_config(args)
+    if args.save_model:
+        if not method_for(config.method).saveable:
+            raise InputError(f"--save-model: method {config.method!r} trains no model to save")
+        check_model_folder(args.save_model)
+    image = read_volume(args.image)
+    labelmap = read_volume(args.exemplars, label=True)
+    exemplars = find_exemplars(image, labelmap, axis=parse_axis(args.axis), slices=parse_slices(args.slices),
+                               labels=_int_list(args.labels, "--labels"), source=args.exemplars)
+    reference = read_volume(args.reference, label=True) if args.reference else None
+    if reference is not None:
+        require_same_grid(image, reference, args.reference)
+    points = _read_points(args.points, image.geometry)
+    progress = TqdmProgress(not args.quiet)
+    try:
+        result = adapt(image, exemplars, config, points, progress)
+    finally:
+        progress.close()
+    if args.save_model:  # before the segmentation: a run whose adapter cannot be saved writes nothing
+        facts = run_facts(exemplars.axis, exemplars.slices, exemplars.labels, result.window, result.validation_dice,
+                          result.losses, result.size_priors)
+        atlas = make_atlas(image, exemplars) if args.atlas else None
+        print(f"saved adapter to {save_adapter(args.save_model, result.backend, config, facts, result.heads, atlas)}")
+    write_volume(result.segmentation, output)
+    print(f"wrote {output} ({config.method}; labels {exemplars.labels}; axis {'zyx'[exemplars.axis]}; "
+          f"painted slices {exemplars.slices}; {result.seconds:.0f} s)")
+    for label, dice in result.validation_dice.items():
+        print(f"label {label}: leave-one-exemplar-out Dice {dice:.3f}")
+    for label, size in result.size_priors.items():
+        print(f"label {label}: size prior {size:.0f} voxels from the painted slices")
+    if reference is not None:
+        scores = evaluate(result.segmentation.array, reference.array, exemplars.labels, exemplars.axis,
+                          exemplars.slices, tuple(reversed(image.geometry.spacing)))
+        print(json.dumps({"scores_on_hidden_slices": scores}))
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    """``medadapt predict``: a saved adapter applied to another volume (or, with ``--batch``, to many) from
+    painted slices and/or clicks, or without any prompt for models with heads."""
+    from medadapt.artifacts import load_adapter, load_atlas, load_heads
+    if bool(args.batch) == bool(args.image):
+        raise InputError("predict: give either one IMAGE or --batch DIR_OR_CSV")
+    if args.batch and (args.exemplars or args.points):
+        raise InputError("--batch: --exemplars and --points are per image; a batch runs without prompts")
+    if args.batch:
+        from medadapt.cli.predict_batch import batch_inputs, check_batch_outputs, run_batch
+        inputs = batch_inputs(args.batch)
+        check_batch_outputs(inputs, Path(args.output))
+    else:
+        check_writable(args.output, (args.image, args.exemplars, args.points))
+    device = resolve_device(args.device)
+    backend, manifest, config = load_adapter(args.model, device)
+    heads = load_heads(args.model, manifest)
+    atlas = load_atlas(args.model, manifest)
+    if args.batch:
+        rows = run_batch(inputs, Path(args.output), lambda path, output: _predict_one(
+            path, output, backend, manifest, config, heads, atlas, None, None, False), not args.quiet)
+        failed = [row for row in rows if row.status != "ok"]
+        print(f"wrote {len(rows) - len(failed)} of {len(rows)} outputs and {Path(args.output) / 'summary.csv'}")
+        if failed:
+            raise InputError(f"--batch: {len(failed)} of {len(rows)} inputs failed (first: {failed[0].error}); "
+                             f"see {Path(args.output) / 'summary.csv'}")
+        return
+    output = _predict_one(args.image, args.output, backend, manifest, config, heads, atlas, args.exemplars,
+                          args.points, not args.quiet)
+    print(f"wrote {output}")
+
+
+def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfig, heads, atlas, exemplars_path,
+                 points_path, show_progress: bool) -> Path:
+    """Segment one image with a loaded adapter and write the label map; returns the output path."""
+    from medadapt.pipeline import predict, window_for
+    output = check_writable(output, (image_path, exemplars_path, points_path))
+    image = read_volume(image_path)
+    exemplars = None
+    if exemplars_path:
+        exemplars = find_exemplars(image, read_volume(exemplars_path, label=True), source=exemplars_path)
+    points = _read_points(points_path, image.geometry)
+    axis = manifest.get("exemplars", {}).get("axis", 0)
+    progress = TqdmProgress(show_progress)
+    try:
+        segmentation = predict(image, backend, config, window_for(image, manifest.get("window")), axis,
+                               exemplars, points, progress, heads=heads, atlas=atlas)
+    finally:
+        progress.close()
+    return write_volume(segmentation, output)
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    """``medadapt demo``: see :mod:`medadapt.cli.demo`."""
+    from medadapt.cli.demo import run
+    run(Path(args.out), Path(args.data) if args.data else None, args.device, not args.quiet, args.iterations,
+        args.synthetic)

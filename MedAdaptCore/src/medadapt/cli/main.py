@@ -1,0 +1,153 @@
+"""Command line: ``medadapt adapt``, ``medadapt predict`` and ``medadapt demo``.
+
+Exit codes: 0 ok, 2 bad input (the message names the file or option and what was wrong), 1 internal error,
+130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import traceback
+import warnings
+from typing import Callable
+
+from medadapt.errors import CancelledError, InputError
+from medadapt.methods.registry import method_for
+
+
+def _add_common(parser: argparse.ArgumentParser, batch: bool = False) -> None:
+    if batch:
+        parser.add_argument("image", nargs="?", help="3D image: NIfTI, NRRD, MHA or a DICOM series folder "
+                            "(or --batch)")
+        parser.add_argument("-o", "--output", required=True, help="output label map (same grid as the image); "
+                            "with --batch the output folder")
+    else:
+        parser.add_argument("image", help="3D image: NIfTI, NRRD, MHA or a DICOM series folder")
+        parser.add_argument("-o", "--output", required=True, help="output label map (same grid as the image)")
+    parser.add_argument("--points", help="JSON file of positive/negative point prompts (see README)")
+    parser.add_argument("--device", default="auto", help="auto (default: cuda, else mps, else cpu), cpu, cuda or mps")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``medadapt`` argument parser (also used by the Slicer module's headless batch script)."""
+    parser = argparse.ArgumentParser(prog="medadapt", description="Adapt a medical segmentation foundation "
+                                     "model to a few painted slices and segment the whole volume.")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
+    commands = parser.add_subparsers(dest="command", required=True)
+    adapt = commands.add_parser("adapt", help="adapt to painted exemplar slices and segment the volume")
+    _add_common(adapt)
+    adapt.add_argument("--exemplars", required=True, help="label map on the image grid with a few painted slices")
+    adapt.add_argument("--method", default="lora", help="lora (default), zero-shot, fill, or the prompt-free "
+                       "FSEFT heads linear-probe, spatial-adapter, spatial-adapter-ti (README: Prompt-free FSEFT heads)")
+    adapt.add_argument("--slices", help="use only these slices of --exemplars, e.g. 3,10,17")
+    adapt.add_argument("--axis", help="slice axis x, y or z (default: the axis the painting lies on)")
+    adapt.add_argument("--labels", help="adapt only these label values, e.g. 1,3 (default: all painted)")
+    adapt.add_argument("--base-model", default="litemedsam", help="litemedsam (default), sam_vit_b, sam_vit_l, "
+                       "sam_vit_h or medsam (downloaded once, checksum-verified; README: Official SAM and MedSAM checkpoints), or the 3D "
+                       "swinunetr (FSEFT heads only; needs --checkpoint)")
+    adapt.add_argument("--checkpoint", help="local weights file for --base-model instead of the download")
+    adapt.add_argument("--input-size", type=int, help="reduced input size for SAM models, e.g. 512 on a CPU; "
+                       "for swinunetr the sliding-window patch (default 96)")
+    adapt.add_argument("--save-model", help="folder to write the adapter weights and manifest to")
+    adapt.add_argument("--atlas", action="store_true",
+                       help="also save this image (coarsened above 4 M voxels) and its painting filled between "
+                            "slices, so that a prompt-free `predict` of a lora model registers them onto each new "
+                            "volume to find the structure (one protocol and field of view; the folder then holds "
+                            "patient data)")
+    adapt.add_argument("--reference", help="reference label map: print Dice and HD95 on the slices not given")
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--iterations", type=int, help="training iterations (default 100; FSEFT heads 200)")
+    adapt.add_argument("--rank", type=int, help="LoRA rank (default 4)")
+    adapt.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6; 2D models only)")
+    adapt.add_argument("--between", choices=("model", "fill", "auto"),
+                       help="what segments the slices between painted ones: the model, Fill between slices, or "
+                       "auto (whichever predicted held-out painted slices better; the default)")
+    adapt.add_argument("--pretrained-class", type=int, help="swinunetr heads: start the probe from this channel of "
+                       "the backbone's pretrained output layer (a structure it was trained on)")
+    adapt.add_argument("--lora-parts", help="encoder, decoder or encoder,decoder (default: decoder on CPU, "
+                       "encoder,decoder on a GPU)")
+    predict = commands.add_parser("predict", help="apply a saved adapter to another volume")
+    _add_common(predict, batch=True)
+    predict.add_argument("--model", required=True, help="adapter folder written by --save-model")
+    predict.add_argument("--batch", help="folder of NIfTI/NRRD/MHA images or CSV file with an 'image' column: "
+                         "one output each in the -o folder, plus summary.csv")
+    predict.add_argument("--exemplars", help="optional painted slices on this volume to start from")
+    demo = commands.add_parser("demo", help="run the main job on the bundled sample CT")
+    demo.add_argument("--out", default="medadapt-demo", help="output folder (default ./medadapt-demo)")
+    demo.add_argument("--data", help="folder holding the sample (default: the one installed with medadapt)")
+    demo.add_argument("--iterations", type=int, help="LoRA training iterations (default 100)")
+    demo.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6)")
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def run_with_exit_code(prog: str, job: Callable[[], object], debug: bool = False) -> int:
+    """Run ``job`` and map its outcome to an exit code with a one-line message: 2 bad input, 130 cancelled,
+    1 out of memory or any other failure (its traceback only with ``debug``)."""
+    try:
+        job()
+    except InputError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except (CancelledError, KeyboardInterrupt):
+        print(f"{prog}: cancelled; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every other failure is one line (the traceback with --debug)
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+            print(f"{prog}: error: out of memory ({first if str(exc) else 'host RAM'}); try --device cpu, fewer "
+                  "--synthetic pairs or a smaller crop", file=sys.stderr)
+        else:
+            print(f"{prog}: internal error: {type(exc).__name__}: {first} (nothing was written; --debug shows "
+                  "the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$", re.IGNORECASE)
+
+
+OPTION_RANGES = {"iterations": (1, 100_000), "rank": (1, 256), "synthetic": (0, 200), "input_size": (16, 4096)}
+"""Sanity limits of numeric options (far beyond any useful value), checked before anything heavy is imported."""
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Checks of option syntax and ranges that need no heavy import (so they answer at once); what needs
+    the files (grids, labels, checkpoints) is checked by the commands before any work."""
+    if not DEVICE_PATTERN.match(args.device):
+        raise InputError(f"--device: expected auto, cpu, cuda (or cuda:N) or mps, got {args.device!r}")
+    if getattr(args, "method", None) is not None:
+        method_for(args.method)
+    for name, (low, high) in OPTION_RANGES.items():
+        value = getattr(args, name, None)
+        if value is not None and not low <= value <= high:
+            raise InputError(f"--{name.replace('_', '-')}: expected {low}..{high}, got {value}")
+
+
+def quiet_third_party_warnings() -> None:
+    """Hide deprecation notices of libraries (timm, MONAI) that a command-line user cannot act on."""
+    for category in (DeprecationWarning, FutureWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(timm|monai|torch|segment_anything)\b")
+    warnings.filterwarnings("ignore", message=r"Importing from timm")
+    warnings.filterwarnings("ignore", message=r".*always_return_as_numpy")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medadapt`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    quiet_third_party_warnings()
+
+    def job():
+        check_options(args)
+        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # before torch is imported
+        from medadapt.cli import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
+        {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo}[args.command](args)
+    return run_with_exit_code("medadapt", job, args.debug)
+

@@ -1,0 +1,1 @@
+"""Scoring segmentations (Dice, HD95) and drawing figures of them."""

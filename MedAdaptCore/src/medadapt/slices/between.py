@@ -1,0 +1,78 @@
+"""What segments the slices between painted ones: the model's propagation or Fill-between-slices, chosen per
+structure by leave-one-out checks of the painted slices (``AdaptConfig.between``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medadapt.config import AdaptConfig
+from medadapt.io.exemplars import Exemplars
+from medadapt.slices.fill import fill_between_slices
+from medadapt.slices.leave_one_out import LeaveOneOut, leave_one_out
+from medadapt.slices.model import SliceModel
+from medadapt.slices.seeds import exemplar_seeds
+
+
+def check_exemplars(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> tuple[LeaveOneOut, set[int]]:
+    """Leave-one-out checks of every label's painted slices (the validation Dice of ``adapt``) and the labels
+    whose slices between painted ones Fill segments (:func:`chosen_fill_labels`)."""
+    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, fill_labels=_scored_labels(exemplars, config))
+    return checks, chosen_fill_labels(checks, exemplars, config)
+
+
+def labels_to_fill(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> set[int]:
+    """The labels whose slices between painted ones Fill segments, running only the leave-one-out walks this
+    choice needs: none for ``model`` or ``fill``, those of labels with a gap Fill may take for ``auto``."""
+    scored = _scored_labels(exemplars, config)
+    seeds = {label: masks for label, masks in exemplar_seeds(exemplars).items() if label in scored}
+    return chosen_fill_labels(leave_one_out(model, seeds, config.stop, fill_labels=scored), exemplars, config)
+
+
+def chosen_fill_labels(checks: LeaveOneOut, exemplars: Exemplars, config: AdaptConfig) -> set[int]:
+    """Every label for ``config.between == "fill"``; for ``auto``, those whose held-out Fill Dice in ``checks``
+    beats the model's; none for ``model``."""
+    return {label for label in exemplars.labels
+            if config.between == "fill" or (config.between == "auto" and checks.fill_is_better(label))}
+
+
+def _scored_labels(exemplars: Exemplars, config: AdaptConfig) -> set[int]:
+    """Labels whose held-out Fill Dice decides between model and Fill (``auto`` only; see :func:`gap_labels`)."""
+    return gap_labels(exemplars, config) if config.between == "auto" else set()
+
+
+def fill_gaps(probability: np.ndarray, exemplars: Exemplars, label: int, max_gap: float | None = None
+              ) -> np.ndarray:
+    """``probability`` (slice axis first, as in :func:`segment`) with Fill-between-slices taking over in the
+    gaps between consecutive painted slices of ``label`` that are at most ``max_gap`` slices apart (every gap
+    when ``None``)."""
+    painted = exemplars.label_slices[label]
+    gaps = fillable_gaps(painted, max_gap)
+    if not gaps:
+        return probability
+    only = exemplars.labelmap.with_array((exemplars.labelmap.array == label).astype(np.int16))
+    filled = np.moveaxis(fill_between_slices(Exemplars(only, exemplars.axis, painted, {1: painted})),
+                         exemplars.axis, 0) > 0
+    out = probability.copy()
+    for low, high in gaps:
+        out[low + 1:high] = filled[low + 1:high]
+    return out
+
+
+def fill_max_gap(exemplars: Exemplars, config: AdaptConfig) -> float | None:
+    """Longest gap (in slices) Fill may take over: ``config.fill_max_gap_mm`` for ``auto``, any for ``fill``."""
+    if config.between == "fill":
+        return None
+    return config.fill_max_gap_mm / float(tuple(reversed(exemplars.labelmap.geometry.spacing))[exemplars.axis])
+
+
+def fillable_gaps(painted: list[int], max_gap: float | None) -> list[tuple[int, int]]:
+    """Consecutive painted slices (low, high) with unpainted slices between them, at most ``max_gap`` slices
+    apart (any distance when ``None``)."""
+    return [(low, high) for low, high in zip(painted[:-1], painted[1:])
+            if high - low > 1 and (max_gap is None or high - low <= max_gap)]
+
+
+def gap_labels(exemplars: Exemplars, config: AdaptConfig) -> set[int]:
+    """Labels with a gap between consecutive painted slices that Fill may take over (:func:`fill_max_gap`)."""
+    max_gap = fill_max_gap(exemplars, config)
+    return {label for label, painted in exemplars.label_slices.items() if fillable_gaps(painted, max_gap)}

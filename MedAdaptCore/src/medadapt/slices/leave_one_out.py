@@ -1,0 +1,84 @@
+"""Leave-one-exemplar-out checks: how well the adapted model (and Fill-between-slices) predict a painted slice
+from the other painted slices. They give the validation Dice and decide, per structure, whether the model or
+Fill fills the slices between painted ones."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medadapt.config import StopRule
+from medadapt.evaluation.metrics import mask_dice
+from medadapt.slices.fill import interpolate_mask
+from medadapt.slices.model import SliceModel
+from medadapt.slices.propagation import SlicePrompts, walk
+
+
+@dataclass
+class LeaveOneOut:
+    """Per label: Dice of the model's prediction of each held-out painted slice, and of Fill's on the held
+    slices that lie between two other painted slices."""
+
+    model: dict[int, dict[int, float]] = field(default_factory=dict)
+    fill: dict[int, dict[int, float]] = field(default_factory=dict)
+
+    def validation_dice(self) -> dict[int, float]:
+        """Mean held-out Dice of the model per label."""
+        return {label: float(np.mean(list(scores.values()))) for label, scores in self.model.items() if scores}
+
+    def fill_is_better(self, label: int) -> bool:
+        """Whether Fill predicted the held interior slices of ``label`` better than the model (mean Dice)."""
+        fill = self.fill.get(label, {})
+        if not fill:
+            return False
+        return float(np.mean(list(fill.values()))) > float(np.mean([self.model[label][s] for s in fill]))
+
+
+def predict_held_slice(model: SliceModel, seeds: dict[int, np.ndarray], held: int, rule: StopRule) -> np.ndarray:
+    """Probability on painted slice ``held`` from propagation of the other painted slices only: blended walks
+    from both neighbours when it lies between them, else the outward walk with its stopping rule."""
+    below = [s for s in seeds if s < held]
+    above = [s for s in seeds if s > held]
+    probability = np.zeros(model.stack.shape[1:], np.float32)
+    if below and above:
+        low, high = max(below), min(above)
+        up = walk(model, low, seeds[low], +1, held, None, SlicePrompts(), set())
+        down = walk(model, high, seeds[high], -1, held, None, SlicePrompts(), set())
+        weight = (high - held) / (high - low)
+        return weight * up.get(held, probability) + (1 - weight) * down.get(held, probability)
+    start, direction = (max(below), +1) if below else (min(above), -1)
+    return walk(model, start, seeds[start], direction, held, rule, SlicePrompts(), set()).get(held, probability)
+
+
+def fill_held_slice(seeds: dict[int, np.ndarray], held: int) -> np.ndarray:
+    """Fill-between-slices' mask on painted slice ``held`` from its two painted neighbours only (run on their
+    bounding box, so it is quick on large volumes)."""
+    low, high = max(s for s in seeds if s < held), min(s for s in seeds if s > held)
+    both = seeds[low] | seeds[high]
+    rows, cols = np.flatnonzero(both.any(axis=1)), np.flatnonzero(both.any(axis=0))
+    r0, r1 = max(0, rows[0] - 2), min(both.shape[0], rows[-1] + 3)
+    c0, c1 = max(0, cols[0] - 2), min(both.shape[1], cols[-1] + 3)
+    stack = np.zeros((high - low + 1, r1 - r0, c1 - c0), bool)
+    stack[0], stack[-1] = seeds[low][r0:r1, c0:c1], seeds[high][r0:r1, c0:c1]
+    out = np.zeros(both.shape, bool)
+    out[r0:r1, c0:c1] = interpolate_mask(stack, 0)[held - low]
+    return out
+
+
+def leave_one_out(model: SliceModel, seeds_by_label: dict[int, dict[int, np.ndarray]], rule: StopRule,
+                  fill_labels: Collection[int] = ()) -> LeaveOneOut:
+    """Held-out Dice of every painted slice of labels with >= 2 of them (and of Fill, for ``fill_labels``, on
+    the slices between two others)."""
+    result = LeaveOneOut()
+    for label, seeds in seeds_by_label.items():
+        if len(seeds) < 2:
+            continue
+        result.model[label], result.fill[label] = {}, {}
+        for held, truth in seeds.items():
+            others = {s: m for s, m in seeds.items() if s != held}
+            result.model[label][held] = mask_dice(predict_held_slice(model, others, held, rule) > 0.5, truth)
+            if label in fill_labels and min(others) < held < max(others):
+                result.fill[label][held] = mask_dice(fill_held_slice(others, held), truth)
+    return result
