@@ -146,11 +146,17 @@ def test_malformed_points_files(capsys, case, points, expected):
     assert expected in err
 
 
-@pytest.mark.parametrize("device", ["mps", "gpu", "cuda:x"])
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "metal"])
 def test_unknown_device_is_refused_at_once(capsys, case, device):
     folder, image, painted = case
     refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", "--device",
                              device], "--device: expected auto, cpu, cuda")
+
+
+def test_an_absent_mps_device_is_refused_before_any_work(capsys, case):
+    folder, image, painted = case  # this machine has no Apple GPU
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, "-o", folder / "out.nii.gz", "--device",
+                             "mps"], "--device mps: PyTorch's Apple Metal backend is not available")
 
 
 def test_a_painting_smaller_than_a_model_pixel_still_trains():

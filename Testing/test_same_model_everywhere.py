@@ -25,7 +25,8 @@ def test_command_line_and_slicer_save_the_same_model(small_case, tmp_path, metho
     one = sitk.Cast(painted > 0, sitk.sitkUInt8)  # Slicer saves a segment as label 1
     sitk.WriteImage(one, str(labels_path))
     assert main(["adapt", str(image_path), "--exemplars", str(labels_path), "-o", str(tmp_path / "cli.nii.gz"),
-                 "--method", method, "--iterations", "3", "--device", "cpu", "--save-model", str(tmp_path / "cli"),
+                 "--method", method, "--iterations", "3", "--synthetic", "0", "--device", "cpu", "--save-model",
+                 str(tmp_path / "cli"),
                  "--quiet"]) == 0
 
     scene, _, logics = make_scene()
@@ -33,7 +34,8 @@ def test_command_line_and_slicer_save_the_same_model(small_case, tmp_path, metho
     mask = sitk.GetArrayFromImage(one).astype(bool)
     segmentation = add_segmentation(scene, volume, {"structure": mask})
     logic = MedAdaptLogic(SynchronousRunner())
-    job = logic.start_adapt(volume, segmentation, "structure", Parameters(method=method, iterations=3, device="cpu"))
+    parameters = Parameters(method=method, iterations=3, synthesis_per_exemplar=0, device="cpu")
+    job = logic.start_adapt(volume, segmentation, "structure", parameters)
     assert job.state == "done", job.error
     logic.save_adapter(tmp_path / "slicer")
     scene.Clear(1)

@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 import slicer
 
-from slicer_fixtures import add_segmentation, dice, load_ct, make_scene, needs_ct, node_ids, reference_labels, segment_arrays
+from slicer_fixtures import (add_segmentation, crop_slices, dice, load_ct, make_scene, needs_ct, node_ids,
+                             reference_labels, segment_arrays)
 from MedAdaptSlicerLib.effect import PREVIEW_NODE_NAME, EffectSession, painted_segment_ids
 from MedAdaptSlicerLib.jobs import SynchronousRunner
 from MedAdaptSlicerLib.parameters import Parameters
 from medadapt.errors import InputError
 
 LIVER, SPLEEN = 5, 1
+CROP = (8, 23)
 
 
 def painted_on(mask: np.ndarray, count: int) -> tuple[np.ndarray, list[int]]:
@@ -24,10 +26,13 @@ def painted_on(mask: np.ndarray, count: int) -> tuple[np.ndarray, list[int]]:
     return painted, slices
 
 
-def editor_case(segments):
-    """Scene with the CT, a segmentation of ``segments`` (name -> mask) and a segment editor node on them."""
+def editor_case(segments, crop: tuple[int, int] | None = None):
+    """Scene with the CT (only slices ``crop`` = (start, stop) if given), a segmentation of ``segments``
+    (name -> mask on that grid) and a segment editor node on them."""
     scene, _, logics = make_scene()
     volume = load_ct(logics)
+    if crop is not None:
+        crop_slices(volume, *crop)
     segmentation = add_segmentation(scene, volume, segments)
     editor = scene.AddNode(slicer.vtkMRMLSegmentEditorNode())
     editor.SetAndObserveSegmentationNode(segmentation)
@@ -41,12 +46,12 @@ def segment_id(segmentation, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def liver_adapted():
-    """Three painted liver slices and the whole spleen; the effect adapts the liver once (LoRA, shortened
-    training to keep the suite fast)."""
-    labels = reference_labels()
+    """Three painted liver slices and the whole spleen; the effect adapts the liver once (LoRA; half the CT's
+    slices and shortened training keep the suite fast)."""
+    labels = reference_labels()[CROP[0]:CROP[1]]
     liver = labels == LIVER
     painted, slices = painted_on(liver, 3)
-    scene, volume, segmentation, editor = editor_case({"liver": painted, "spleen": labels == SPLEEN})
+    scene, volume, segmentation, editor = editor_case({"liver": painted, "spleen": labels == SPLEEN}, CROP)
     editor.SetSelectedSegmentID(segment_id(segmentation, "liver"))
     session = EffectSession(editor, SynchronousRunner())
     progress = []
