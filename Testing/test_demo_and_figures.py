@@ -46,3 +46,17 @@ def test_overlay_draws_each_outline_in_its_colour(tmp_path):
     yellow = np.all(np.abs(pixels - np.array([1.0, 0xd4 / 255, 0.0])) < 0.05, axis=-1)
     cyan = np.all(np.abs(pixels - np.array([0.0, 0xe5 / 255, 1.0])) < 0.05, axis=-1)
     assert yellow.sum() > 200 and cyan.sum() == 0  # the first mask's outline is drawn, the empty one is not
+
+
+def test_an_installed_wheel_carries_the_sample_and_the_model_catalogue(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    import shutil
+    core = tmp_path / "MedAdaptCore"  # a copy, so that the build leaves nothing in the checkout
+    shutil.copytree(PACKAGED_SAMPLE.parents[2], core, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            str(core), "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    names = zipfile.ZipFile(next(tmp_path.glob("medadapt-*.whl"))).namelist()
+    assert {f"medadapt/sample/{IMAGE}", f"medadapt/sample/{LABELS}", "medadapt/backends/models.json"} <= set(names)
