@@ -63,7 +63,8 @@ def draw(path: Path, volume, panels, colours: dict, title: str, bars: dict | Non
             overlay = np.zeros(shown.shape + (4,))
             overlay[shown > 0] = (*colours[segment], 0.25)
             ax.imshow(overlay, aspect="equal")
-        ax.set_title(name, color="white", fontsize=9, backgroundcolor=(bars or {}).get(name.split(":")[0]))
+        bar = (bars or {}).get(name.split(":")[0])
+        ax.set_title(name, color="white", fontsize=9, **({"backgroundcolor": bar} if bar else {}))
         ax.axis("off")
     handles = [plt.Line2D([], [], color=c, lw=3, label=n) for n, c in colours.items()]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, labelcolor="white")
