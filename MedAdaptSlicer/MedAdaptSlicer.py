@@ -119,17 +119,13 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def restoreSettings(self):
         """Put back the choices of the last session (Slicer's settings file, as other modules keep theirs)."""
-        settings = qt.QSettings()
-        for name, (widget, prop) in self.settingWidgets().items():
-            value = settings.value(f"MedAdapt/{name}")
-            if value is not None and value != "":
-                setattr(widget, prop, int(value) if prop == "value" else value)
+        from MedAdaptSlicerLib.settings import restore_settings
+        restore_settings(qt.QSettings(), self.settingWidgets())
 
     def saveSettings(self):
         """Remember the current choices for the next session."""
-        settings = qt.QSettings()
-        for name, (widget, prop) in self.settingWidgets().items():
-            settings.setValue(f"MedAdapt/{name}", getattr(widget, prop))
+        from MedAdaptSlicerLib.settings import save_settings
+        save_settings(qt.QSettings(), self.settingWidgets())
 
     def target(self):
         """(volume, segmentation, segment ID) chosen in the Inputs panel."""

@@ -102,19 +102,13 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def restoreSettings(self):
         """The choices last used in the effect or the module."""
-        settings = qt.QSettings()
-        for name, (widget, prop) in self.settingWidgets().items():
-            value = settings.value(f"MedAdapt/{name}")
-            if value is not None and value != "":
-                setattr(widget, prop, int(value) if prop == "value" else
-                        str(value).lower() == "true" if prop == "checked" else value)
+        from MedAdaptSlicerLib.settings import restore_settings
+        restore_settings(qt.QSettings(), self.settingWidgets())
 
     def saveSettings(self):
         """Remember the choices (shared with the module)."""
-        settings = qt.QSettings()
-        settings.setValue("MedAdapt/method", self.methodSelector.currentText)
-        for name, (widget, prop) in self.settingWidgets().items():
-            settings.setValue(f"MedAdapt/{name}", getattr(widget, prop))
+        from MedAdaptSlicerLib.settings import save_settings
+        save_settings(qt.QSettings(), {"method": (self.methodSelector, "currentText"), **self.settingWidgets()})
 
     def deactivate(self):
         """Leaving the effect keeps no half-done work: a running job is cancelled, the preview removed."""

@@ -19,8 +19,9 @@ from medadapt.io.points import PointPrompt
 from medadapt.io.volume import Volume
 from medadapt.methods.atlas import Atlas, warp_atlas
 from medadapt.methods.fseft import seeds_from_heads
+from medadapt.methods.fseft3d import require_head_method
 from medadapt.methods.heads import HeadSet
-from medadapt.methods.registry import head_methods, method_for
+from medadapt.methods.registry import method_for
 from medadapt.methods.result import AdaptResult, AdaptRun
 from medadapt.progress import CancelFlag, ProgressCallback
 from medadapt.slices.between import labels_to_fill
@@ -54,10 +55,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     image embeddings of earlier runs on the same image when the encoder stays frozen.
     """
     config = config or AdaptConfig()
-    method = method_for(config.method)
-    if config.backend == "swinunetr" and method.head_kind is None:
-        raise InputError(f"--method: the swinunetr backend trains FSEFT heads; expected one of "
-                         f"{', '.join(head_methods())}, got {config.method!r}")
+    method = require_head_method(config.method) if config.backend == "swinunetr" else method_for(config.method)
     torch.manual_seed(config.seed)
     run = AdaptRun(image, exemplars, config, points or [], intensity_window(image.array, exemplars.labelmap.array != 0),
                    np.random.default_rng(config.seed), time.monotonic(), progress, cancel, backend)

@@ -35,7 +35,7 @@ from medadapt.io.grid3d import map_indices, resample
 from medadapt.io.volume import Geometry, Volume
 from medadapt.methods.fseft import label_prior, optimise
 from medadapt.methods.heads import HeadSet, SegmentationHead
-from medadapt.methods.registry import head_methods, method_for
+from medadapt.methods.registry import Method, head_methods, method_for
 from medadapt.methods.result import AdaptResult
 from medadapt.progress import CancelFlag, ProgressCallback, check_cancel
 from medadapt.slices.labels import assign_labels
@@ -162,14 +162,20 @@ def segment3d(heads: HeadSet, features: torch.Tensor, grid: Geometry, image: Vol
     return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))
 
 
+def require_head_method(name: str) -> Method:
+    """The registered head method ``name``: the 3D backbone trains FSEFT heads only (:class:`InputError`)."""
+    method = method_for(name)
+    if method.head_kind is None:
+        raise InputError(f"--method: the swinunetr backend trains FSEFT heads; expected one of "
+                         f"{', '.join(head_methods())}, got {name!r}")
+    return method
+
+
 def adapt_3d(image: Volume, exemplars: Exemplars, config: AdaptConfig, progress: ProgressCallback | None = None,
              cancel: CancelFlag | None = None, backbone: SwinBackbone | None = None) -> AdaptResult:
     """``config.method`` (an FSEFT head method) on the frozen 3D backbone: features of ``image`` once, heads
     from the painted ``exemplars``, the segmentation on the image grid. ``backbone`` reuses a loaded one."""
-    method = method_for(config.method)
-    if method.head_kind is None:
-        raise InputError(f"--method: the swinunetr backend trains FSEFT heads; expected one of "
-                         f"{', '.join(head_methods())}, got {config.method!r}")
+    method = require_head_method(config.method)
     started = time.monotonic()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
