@@ -1,6 +1,8 @@
 """The real LiteMedSAM checkpoint: verified loading, a real slice segmented from a box, bad checkpoints."""
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -80,3 +82,30 @@ def test_a_custom_litemedsam_checkpoint_is_known_by_its_hash(tmp_path):
     loaded = load_litemedsam(checkpoint=custom)
     assert loaded.checkpoint_sha256 == sha256_of(custom) != shipped.checkpoint_sha256
     assert len(loaded.checkpoint_sha256) == 64
+
+
+_RSS_AFTER_FREE = """
+import sys
+import numpy as np
+from medadapt.backends.allocator import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+block = np.ones(256 * 2 ** 20, np.uint8)
+held = rss()
+del block
+print(held - rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator settings are Linux-only")
+def test_freed_tensor_memory_stays_in_the_process_after_keep_freed_memory():
+    """glibc gives a freed 256 MB block back to the kernel by default; after keep_freed_memory it is kept for
+    the next tensor of that size (no new page faults)."""
+    def released(mode):
+        out = subprocess.run([sys.executable, "-c", _RSS_AFTER_FREE, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+    assert released("default") > 200 * 2 ** 20
+    assert released("keep") < 10 * 2 ** 20

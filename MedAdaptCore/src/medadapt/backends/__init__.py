@@ -2,6 +2,7 @@
 
 from functools import partial
 
+from medadapt.backends.allocator import keep_freed_memory
 from medadapt.backends.base import PromptableBackend
 from medadapt.backends.litemedsam import load_litemedsam
 from medadapt.backends.sam import load_sam
@@ -24,10 +25,12 @@ BACKENDS = {"litemedsam": _litemedsam, "swinunetr": load_swinunetr,
 def load_backend(name: str, device: str = "cpu", checkpoint=None, input_size: int | None = None
                  ) -> PromptableBackend:
     """Build the named backend with its pretrained weights on ``device``; ``checkpoint`` is a local weights
-    file used instead of the default one, ``input_size`` a reduced input size (SAM-family models only)."""
+    file used instead of the default one, ``input_size`` a reduced input size (SAM-family models only).
+    Freed tensor memory is kept in the process from then on (:func:`keep_freed_memory`)."""
     from medadapt.errors import InputError
     if name not in BACKENDS:
         raise InputError(f"backend: unknown model {name!r}; known: {', '.join(sorted(BACKENDS))}")
+    keep_freed_memory()
     return BACKENDS[name](device, checkpoint, input_size)
 
 
