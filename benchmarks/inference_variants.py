@@ -31,6 +31,7 @@ VARIANTS = {
     "reach0.5": {"stop": {"reach": 0.5}},
     "reach0.75": {"stop": {"reach": 0.75}},
     "reach1": {"stop": {"reach": 1.0}},
+    "shape": {"stop": {"reach": 0.5}, "shape_prompt": True},
 }
 """Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields). Also
 measured and dropped (BENCHMARKS.md): comparing an outward walk's first step with the model's own mask of the
@@ -188,6 +189,7 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
         config = replace(AdaptConfig(), stop=replace(AdaptConfig().stop, **change.get("stop", {})),
                          between="model")
         started = time.monotonic()
+        model.shape_prompt = change.get("shape_prompt", False)
         probability = label_probabilities(model, exemplars, exemplar_seeds(exemplars), config, {})[1]
         scores = {}
         for between in BETWEEN:
