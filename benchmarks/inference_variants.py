@@ -31,12 +31,12 @@ VARIANTS = {
     "reach0.5": {"stop": {"reach": 0.5}},
     "reach0.75": {"stop": {"reach": 0.75}},
     "reach1": {"stop": {"reach": 1.0}},
-    "shape": {"stop": {"reach": 0.5}, "shape_prompt": True},
 }
 """Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields). Also
 measured and dropped (BENCHMARKS.md): comparing an outward walk's first step with the model's own mask of the
 painted slice (commit e151465's ``StopRule.first_iou_to_model``), and a reach from the cross-section's
-equivalent diameter for one painted slice."""
+equivalent diameter for one painted slice, and the previous slice's probability as a dense mask prompt in every walk
+(commit a5e344b's variant ``shape``)."""
 
 BETWEEN = ("auto", "model", "fill", "envelope", "fuse", "fuse_auto")
 """What segments the slices between painted ones, scored for every variant."""
@@ -189,7 +189,6 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
         config = replace(AdaptConfig(), stop=replace(AdaptConfig().stop, **change.get("stop", {})),
                          between="model")
         started = time.monotonic()
-        model.shape_prompt = change.get("shape_prompt", False)
         probability = label_probabilities(model, exemplars, exemplar_seeds(exemplars), config, {})[1]
         scores = {}
         for between in BETWEEN:
