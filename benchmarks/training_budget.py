@@ -33,8 +33,11 @@ class StageClock:
         self.last = now
 
 
-def run_case(case: str, k: int, grid: list[tuple[int, int]]) -> list[dict]:
-    """One row per (iterations, synthetic) for ``case`` painted on k bin-centre slices."""
+def run_case(case: str, k: int, grid: list[tuple[int, int]], changes: dict | None = None) -> list[dict]:
+    """One row per (iterations, synthetic) for ``case`` painted on k bin-centre slices, with ``changes`` to the
+    top-level :class:`AdaptConfig` fields."""
+    from dataclasses import replace
+
     from medadapt.evaluation.metrics import evaluate
     from medadapt.options import AdaptOptions, build_config
     from medadapt.pipeline import EmbeddingCache, adapt
@@ -44,11 +47,13 @@ def run_case(case: str, k: int, grid: list[tuple[int, int]]) -> list[dict]:
     for iterations, synthetic in grid:
         clock = StageClock()
         started = time.monotonic()
-        config = build_config(AdaptOptions(device="cpu", iterations=iterations, synthetic=synthetic))
+        config = replace(build_config(AdaptOptions(device="cpu", iterations=iterations, synthetic=synthetic)),
+                         **(changes or {}))
         result = adapt(image, exemplars, config, progress=clock, cache=cache)
         score = evaluate(result.segmentation.array, target, [1], 0, slices,
                          tuple(reversed(image.geometry.spacing)))[1]
         rows.append({"case": case, "k": k, "iterations": iterations, "synthetic": synthetic,
+                     **(changes or {}),
                      "dice": round(score["dice"], 4), "seconds": round(time.monotonic() - started, 1),
                      "stage_seconds": {s: round(v, 1) for s, v in clock.seconds.items()},
                      "final_losses": [round(v, 4) for v in result.losses[-5:]]})
@@ -65,14 +70,17 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--grid", nargs="+", default=["25x2", "50x2", "50x6", "100x6"],
                         help="ITERATIONSxSYNTHETIC pairs")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
+                        help="change top-level AdaptConfig fields, e.g. focus_margin=0.5 shape_prompt=true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training_budget.jsonl"))
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
+    changes = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.set)}
     grid = [tuple(int(v) for v in cell.split("x")) for cell in args.grid]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for case in args.cases:
-        for row in run_case(case, args.k, grid):
+        for row in run_case(case, args.k, grid, changes):
             with args.out.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
 

@@ -1,9 +1,9 @@
-"""Tests of MedAdaptSlicerLib.regions."""
+"""Tests of medadapt.io.regions."""
 
 import numpy as np
 
 import slicer_fixtures  # noqa: F401  (puts MedAdaptSlicer on sys.path)
-from MedAdaptSlicerLib.regions import crop, paste
+from medadapt.io.regions import crop, paste
 from medadapt.io.volume import Geometry, Volume
 
 
