@@ -17,7 +17,6 @@ from medadapt.io.intensity import intensity_window
 from medadapt.pipeline import adapt, predict, window_for
 from medadapt.slices.labels import segment
 from medadapt.io.points import PointPrompt
-from medadapt.io.regions import crop, paste
 from medadapt.slices.seeds import exemplar_seeds
 from medadapt.io.volume import Volume
 
@@ -27,7 +26,7 @@ from .conversion import box_from_roi, exemplar_labelmap, prompts_from_markups, s
 from .interactive import SliceSession
 from .jobs import Job, ThreadRunner
 from .parameters import Parameters
-
+from .regions import crop, paste
 from medadapt.methods.registry import method_for
 
 

@@ -128,9 +128,6 @@ class AdaptConfig:
     shape_prompt: bool = False
     """Walks give the decoder the previous slice's probability as a dense mask prompt, and ``lora`` trains with
     such prompts (a painted mask moved and scaled as a neighbouring slice's would be) on every other batch."""
-    focus_margin: float | None = None
-    """Propagation methods look only at the in-plane square around the painted voxels and positive clicks, grown by
-    this fraction of its side on each side (:func:`medadapt.slices.focus.focus_region`); ``None``: whole slices."""
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dictionary."""

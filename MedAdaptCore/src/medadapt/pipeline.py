@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -17,7 +16,6 @@ from medadapt.errors import InputError
 from medadapt.io.exemplars import Exemplars
 from medadapt.io.intensity import intensity_window, is_ct
 from medadapt.io.points import PointPrompt
-from medadapt.io.regions import crop, paste
 from medadapt.io.volume import Volume
 from medadapt.methods.atlas import Atlas, warp_atlas
 from medadapt.methods.fseft import seeds_from_heads
@@ -28,7 +26,6 @@ from medadapt.methods.result import AdaptResult, AdaptRun
 from medadapt.progress import CancelFlag, ProgressCallback
 from medadapt.slices.between import labels_to_fill
 from medadapt.slices.features import SliceFeatures
-from medadapt.slices.focus import FOCUS_MIN_SIDE, crop_exemplars, crop_points, focus_region
 from medadapt.slices.frame import in_plane_spacing
 from medadapt.slices.labels import assign_labels, segment
 from medadapt.slices.model import SliceModel
@@ -51,7 +48,7 @@ class EmbeddingCache:
 def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None,
           points: list[PointPrompt] | None = None, progress: ProgressCallback | None = None,
           cancel: CancelFlag | None = None, backend: PromptableBackend | None = None,
-          cache: EmbeddingCache | None = None, window_override: tuple[float, float] | None = None) -> AdaptResult:
+          cache: EmbeddingCache | None = None) -> AdaptResult:
     """Segment ``image`` from painted ``exemplars`` with ``config.method`` (see :data:`METHODS`).
 
     ``backend`` reuses an already loaded base model (it is adapted in place for ``lora``); ``cache`` reuses
@@ -60,15 +57,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     config = config or AdaptConfig()
     method = require_head_method(config.method) if config.backend == "swinunetr" else method_for(config.method)
     torch.manual_seed(config.seed)
-    window = intensity_window(image.array, exemplars.labelmap.array != 0)
-    if config.focus_margin is not None and method.head_kind is None and method.uses_model:
-        low, high = focus_region(exemplars, points or [], config.focus_margin, FOCUS_MIN_SIDE)
-        if np.any(np.asarray(high) - low + 1 < image.array.shape):
-            result = adapt(crop(image, low, high), crop_exemplars(exemplars, low, high), replace(config, focus_margin=None),
-                           crop_points(points or [], low, high), progress, cancel, backend, cache, window)
-            result.segmentation = image.with_array(paste(image.array.shape, result.segmentation.array, low))
-            return result
-    run = AdaptRun(image, exemplars, config, points or [], window if window_override is None else window_override,
+    run = AdaptRun(image, exemplars, config, points or [], intensity_window(image.array, exemplars.labelmap.array != 0),
                    np.random.default_rng(config.seed), time.monotonic(), progress, cancel, backend)
     if not method.uses_model or config.backend == "swinunetr":  # the 3D backbone loads and reads the volume itself
         return method.adapt(run)

@@ -1,4 +1,4 @@
-"""Restricting work to a box of voxels and putting the result back on the full grid."""
+"""Restricting work to a box of voxels (an ROI) and putting the result back on the full grid."""
 
 from __future__ import annotations
 

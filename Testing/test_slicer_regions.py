@@ -1,9 +1,9 @@
-"""Tests of medadapt.io.regions."""
+"""Tests of MedAdaptSlicerLib.regions."""
 
 import numpy as np
 
 import slicer_fixtures  # noqa: F401  (puts MedAdaptSlicer on sys.path)
-from medadapt.io.regions import crop, paste
+from MedAdaptSlicerLib.regions import crop, paste
 from medadapt.io.volume import Geometry, Volume
 
 
