@@ -38,7 +38,7 @@ painted slice (commit e151465's ``StopRule.first_iou_to_model``), and a reach fr
 equivalent diameter for one painted slice, and the previous slice's probability as a dense mask prompt in every walk
 (commit a5e344b's variant ``shape``)."""
 
-BETWEEN = ("auto", "model", "fill", "envelope", "fuse", "fuse_auto")
+BETWEEN = ("auto", "model", "fill", "envelope", "fuse", "fuse_auto", "warp", "warp_auto")
 """What segments the slices between painted ones, scored for every variant."""
 
 
@@ -152,6 +152,38 @@ def fuse(probability: np.ndarray, painted: np.ndarray, gaps, spacing_rc) -> np.n
     return out
 
 
+def register_slices(fixed: np.ndarray, moving: np.ndarray):
+    """SimpleITK transform mapping ``fixed`` slice pixels onto ``moving`` (symmetric-forces demons, 2D)."""
+    import SimpleITK as sitk
+    demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+    demons.SetNumberOfIterations(50)
+    demons.SetStandardDeviations(1.5)
+    field = demons.Execute(sitk.GetImageFromArray(fixed.astype(np.float32)),
+                           sitk.GetImageFromArray(moving.astype(np.float32)))
+    return sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+
+
+def warp(probability: np.ndarray, painted: np.ndarray, gaps, stack: np.ndarray) -> np.ndarray:
+    """Between painted slices: each painted mask carried slice by slice by 2D deformable registration of
+    consecutive image slices (Sli2Vol's idea without learning), from both ends, blended by distance."""
+    import SimpleITK as sitk
+    out = probability.copy()
+    for low, high in gaps:
+        carried = {}
+        for start, step, stop in ((low, 1, high), (high, -1, low)):
+            mask = painted[start].astype(np.float32)
+            for s in range(start + step, stop, step):
+                transform = register_slices(stack[s], stack[s - step])
+                mask = sitk.GetArrayFromImage(sitk.Resample(sitk.GetImageFromArray(mask),
+                                                            sitk.GetImageFromArray(stack[s].astype(np.float32)),
+                                                            transform, sitk.sitkLinear, 0.0))
+                carried[(s, step)] = mask
+        for s in range(low + 1, high):
+            t = (s - low) / (high - low)
+            out[s] = (1 - t) * carried[(s, 1)] + t * carried[(s, -1)]
+    return out
+
+
 def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[str], train_k: int) -> dict:
     """Dice on the hidden slices of every variant x between-choice for one case painted on k slices at
     ``placement``, segmented by the model adapted on ``train_k`` bin-centre slices (the variants compare
@@ -203,6 +235,10 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
                 p = fuse(probability, target, all_gaps, spacing_rc)
             elif between == "fuse_auto":
                 p = fuse(probability, target, short_gaps, spacing_rc)
+            elif between == "warp":
+                p = warp(probability, target, all_gaps, model.stack)
+            elif between == "warp_auto":
+                p = warp(probability, target, short_gaps, model.stack) if 1 in fill_labels else probability
             else:
                 p = envelope(probability, fill > 0, all_gaps, spacing_rc)
             labels = assign_labels({1: p}, exemplars, AdaptConfig())

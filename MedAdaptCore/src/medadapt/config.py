@@ -125,9 +125,6 @@ class AdaptConfig:
     holds (measured in BENCHMARKS.md)."""
     largest_component: bool = False
     fill_holes: bool = False
-    shape_prompt: bool = False
-    """Walks give the decoder the previous slice's probability as a dense mask prompt, and ``lora`` trains with
-    such prompts (a painted mask moved and scaled as a neighbouring slice's would be) on every other batch."""
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dictionary."""

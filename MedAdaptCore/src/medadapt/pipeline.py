@@ -70,8 +70,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     embeddings = (cache.slices(run.backend, exemplars.axis, run.window)
                   if cache is not None and run.encoder_frozen else None)
     run.model = SliceModel(run.backend, slice_stack(image, exemplars.axis, run.window),
-                           in_plane_spacing(image.geometry.spacing, exemplars.axis), progress, cancel, embeddings,
-                           config.shape_prompt)
+                           in_plane_spacing(image.geometry.spacing, exemplars.axis), progress, cancel, embeddings)
     return method.adapt(run)
 
 

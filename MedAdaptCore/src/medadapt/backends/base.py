@@ -49,28 +49,25 @@ class PromptableBackend(nn.Module):
         return self.image_encoder(self.normalise_frame(frames.to(self.device)))
 
     def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor | None = None,
-               points: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
-               masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               points: torch.Tensor | None = None, point_labels: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits (n, 1, s, s) and predicted IoU (n,) for embeddings and prompts in frame coordinates.
 
         ``boxes`` (n, 4) as x0, y0, x1, y1; ``points`` (n, p, 2) as x, y with ``point_labels`` (n, p):
-        1 positive, 0 negative, -1 padding; ``masks`` (n, 1, m, m) logits of a dense mask prompt at the prompt
-        encoder's ``mask_input_size``.
+        1 positive, 0 negative, -1 padding.
         """
         if self.batched_decoder or embeddings.shape[0] == 1:
-            return self._decode_batch(embeddings, boxes, points, point_labels, masks)
+            return self._decode_batch(embeddings, boxes, points, point_labels)
         parts = [self._decode_batch(embeddings[i:i + 1], None if boxes is None else boxes[i:i + 1],
                                     None if points is None else points[i:i + 1],
-                                    None if points is None else point_labels[i:i + 1],
-                                    None if masks is None else masks[i:i + 1])
+                                    None if points is None else point_labels[i:i + 1])
                  for i in range(embeddings.shape[0])]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    def _decode_batch(self, embeddings, boxes, points, point_labels, masks=None):
+    def _decode_batch(self, embeddings, boxes, points, point_labels):
         point_prompt = None if points is None else (points.to(self.device), point_labels.to(self.device))
         sparse, dense = self.prompt_encoder(points=point_prompt, boxes=None if boxes is None else
-                                            boxes.to(self.device), masks=None if masks is None else
-                                            masks.to(self.device))
+                                            boxes.to(self.device), masks=None)
         low_res, iou = self.mask_decoder(image_embeddings=embeddings, image_pe=self.prompt_encoder.get_dense_pe(),
                                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                          multimask_output=False)

@@ -58,11 +58,11 @@ class SamBackend(PromptableBackend):
         return (frames * 255.0 - self.pixel_mean) / self.pixel_std
 
     def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor | None = None,
-               points: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
-               masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               points: torch.Tensor | None = None, point_labels: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`PromptableBackend.decode`, with SAM's quarter-size mask logits upsampled bilinearly to the
         frame size (as ``Sam.postprocess_masks`` does), so they line up with frame-sized training masks."""
-        logits, iou = super().decode(embeddings, boxes, points, point_labels, masks)
+        logits, iou = super().decode(embeddings, boxes, points, point_labels)
         return F.interpolate(logits, size=(self.image_size, self.image_size), mode="bilinear",
                              align_corners=False), iou
 

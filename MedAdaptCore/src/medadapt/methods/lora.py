@@ -85,8 +85,7 @@ def adapt_lora(run: AdaptRun) -> AdaptResult:
     add_lora(run.backend, run.config.adapter)
     frames, masks, embeddings = training_set(run.model, run.exemplars, run.config, run.rng, run.progress, run.cancel,
                                              run.encoder_frozen)
-    losses = train(run.backend, frames, masks, run.config.train, run.rng, embeddings, run.progress, run.cancel,
-                   run.config.shape_prompt)
+    losses = train(run.backend, frames, masks, run.config.train, run.rng, embeddings, run.progress, run.cancel)
     if not run.encoder_frozen:
         run.model.forget_embeddings()
     heads = None

@@ -29,34 +29,12 @@ def jittered_boxes(masks: torch.Tensor, jitter: float, margin: float, rng: np.ra
     return torch.as_tensor(np.asarray(boxes), dtype=torch.float32)
 
 
-def neighbour_masks(masks: torch.Tensor, rng: np.random.Generator, size: int, bound: float = 10.0) -> torch.Tensor:
-    """Dense mask prompts (n, 1, size, size) as a neighbouring slice's mask would give them: each of the (n, 1, S, S)
-    ``masks`` scaled by 0.8-1.2 per axis about its centre and shifted by up to a tenth of its extent, as logits
-    of +-``bound``."""
-    thetas = []
-    for mask in masks[:, 0].numpy():
-        rows, cols = np.nonzero(mask)
-        extent = np.array([cols.max() + 1 - cols.min(), rows.max() + 1 - rows.min()], float) / mask.shape[::-1] * 2
-        centre = np.array([cols.min() + cols.max() + 1, rows.min() + rows.max() + 1], float) / mask.shape[::-1] - 1
-        scale = rng.uniform(0.8, 1.2, 2)
-        shift = rng.uniform(-0.1, 0.1, 2) * extent
-        offset = centre * (1 - 1 / scale) - shift
-        thetas.append([[1 / scale[0], 0.0, offset[0]], [0.0, 1 / scale[1], offset[1]]])
-    theta = torch.as_tensor(np.asarray(thetas), dtype=torch.float32)
-    grid = torch.nn.functional.affine_grid(theta, list(masks.shape), align_corners=False)
-    warped = torch.nn.functional.grid_sample(masks.float(), grid, mode="nearest", align_corners=False)
-    warped = torch.nn.functional.interpolate(warped, size=(size, size), mode="area")
-    return (warped > 0.5).float() * 2 * bound - bound
-
-
 def train(backend: PromptableBackend, frames: torch.Tensor, masks: torch.Tensor, config: TrainConfig,
           rng: np.random.Generator, embeddings: torch.Tensor | None = None,
-          progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
-          mask_prompts: bool = False) -> list[float]:
+          progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> list[float]:
     """Train ``backend``'s trainable parameters on (n, 3, S, S) ``frames`` and (n, 1, S, S) ``masks``.
 
-    With ``embeddings`` (n, C, h, w) precomputed by a frozen encoder, the encoder is skipped. With
-    ``mask_prompts`` every other batch also gets :func:`neighbour_masks` as dense prompts. Returns the loss
+    With ``embeddings`` (n, C, h, w) precomputed by a frozen encoder, the encoder is skipped. Returns the loss
     per iteration. Checks ``cancel`` every iteration.
     """
     parameters = [p for p in backend.parameters() if p.requires_grad]
@@ -73,10 +51,7 @@ def train(backend: PromptableBackend, frames: torch.Tensor, masks: torch.Tensor,
             target = masks[batch]
             boxes = jittered_boxes(target, config.box_jitter, config.box_margin, rng)
             features = embeddings[batch] if embeddings is not None else backend.encode(frames[batch])
-            prompts = None
-            if mask_prompts and iteration % 2:
-                prompts = neighbour_masks(target, rng, backend.prompt_encoder.mask_input_size[0])
-            logits, _ = backend.decode(features.to(backend.device), boxes, masks=prompts)
+            logits, _ = backend.decode(features.to(backend.device), boxes)
             loss = loss_fn(logits, target.to(backend.device))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

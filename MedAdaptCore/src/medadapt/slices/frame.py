@@ -44,16 +44,6 @@ class SliceFrame:
         tensor = F.pad(tensor.float(), (0, self.size - self.resized[1], 0, self.size - self.resized[0]))
         return tensor
 
-    def probability_to_logits(self, probability: np.ndarray, size: int, bound: float = 10.0) -> torch.Tensor:
-        """A (rows, cols) foreground probability on the slice grid -> (1, 1, size, size) logits in the frame
-        scaled to ``size`` pixels (a dense mask prompt), clipped to +-``bound``; the padding is background."""
-        source = torch.as_tensor(np.ascontiguousarray(probability), dtype=torch.float32)[None, None]
-        rows, cols = (max(1, int(round(r * size / self.size))) for r in self.resized)
-        tensor = F.interpolate(source, size=(rows, cols), mode="bilinear", align_corners=False)
-        tensor = F.pad(tensor, (0, size - cols, 0, size - rows))
-        eps = float(torch.sigmoid(torch.tensor(-bound)))
-        return torch.logit(tensor.clamp(eps, 1 - eps))
-
     def logits_to_slice(self, logits: torch.Tensor) -> torch.Tensor:
         """(n, 1, s, s) logits in the frame (any square size s) -> (n, rows, cols) logits on the slice grid."""
         scale = logits.shape[-1] / self.size

@@ -23,14 +23,12 @@ class SliceModel:
 
     def __init__(self, backend: PromptableBackend, stack: np.ndarray, spacing_rc: tuple[float, float],
                  progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
-                 embeddings: dict[int, torch.Tensor] | None = None, shape_prompt: bool = False):
+                 embeddings: dict[int, torch.Tensor] | None = None):
         self.backend = backend
         self.stack = stack
         self.progress, self.cancel = progress, cancel
         self.frame = SliceFrame(stack.shape[1:], spacing_rc, backend.image_size)
         self._embeddings = {} if embeddings is None else embeddings
-        self.shape_prompt = shape_prompt
-        """Walks give the decoder the previous slice's probability as a dense mask prompt."""
 
     def __len__(self) -> int:
         return self.stack.shape[0]
@@ -51,12 +49,11 @@ class SliceModel:
 
     @torch.no_grad()
     def predict(self, index: int, box: np.ndarray | None, points_rc: np.ndarray | None = None,
-                point_labels: np.ndarray | None = None, prior: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+                point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """Foreground probability on slice ``index``'s grid and the model's IoU estimate.
 
         ``box`` is in frame coordinates (see :meth:`SliceFrame.box_from_mask`); ``points_rc`` are (row, col)
-        slice pixels with labels 1 (positive) / 0 (negative); ``prior`` is a foreground probability on the slice
-        grid given as a dense mask prompt. For a box-only backend the positive points widen
+        slice pixels with labels 1 (positive) / 0 (negative). For a box-only backend the positive points widen
         the box and a negative point removes the connected region it lies in.
         """
         if not self.backend.accepts_points and points_rc is not None and len(points_rc):
@@ -68,10 +65,7 @@ class SliceModel:
             labels = torch.as_tensor(point_labels, dtype=torch.int64)[None]
         if boxes is None and points is None:
             raise ValueError("a slice prediction needs a box or at least one point")
-        masks = None
-        if prior is not None:
-            masks = self.frame.probability_to_logits(prior, self.backend.prompt_encoder.mask_input_size[0])
-        logits, iou = self.backend.decode(self.embedding(index), boxes, points, labels, masks)
+        logits, iou = self.backend.decode(self.embedding(index), boxes, points, labels)
         probability = torch.sigmoid(self.frame.logits_to_slice(logits.float().cpu()))[0].numpy()
         return probability, float(iou[0])
 

@@ -50,7 +50,6 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
     """
     out = {}
     previous = seed.astype(bool)
-    previous_probability = seed.astype(np.float32)
     seed_area = max(1, np.count_nonzero(seed))
     must_reach = prompts.furthest_positive(direction)
     for index in range(start + direction, end + direction, direction):
@@ -61,8 +60,7 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
         points, labels = prompts.on(index)
         if box is None and points is None:
             break
-        probability, _ = model.predict(index, box, points, labels,
-                                       previous_probability if model.shape_prompt else None)
+        probability, _ = model.predict(index, box, points, labels)
         current = probability > 0.5
         forced = must_reach is not None and (index - must_reach) * direction <= 0
         if rule is not None and not forced:
@@ -72,7 +70,7 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
             if too_small or grows or _iou(previous, current) < rule.min_iou:
                 break
         out[index] = probability
-        previous, previous_probability = current, probability
+        previous = current
     return out
 
 
