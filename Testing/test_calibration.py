@@ -1,4 +1,5 @@
-"""Leave-one-exemplar-out checks: Fill's held-out prediction, and the choice between model and Fill."""
+"""Leave-one-exemplar-out checks: Fill's and the registration's held-out predictions, and the choice between the
+model, Fill and registration for the slices between painted ones."""
 
 import numpy as np
 
@@ -28,15 +29,18 @@ def test_fill_predicts_a_held_slice_of_a_structure_touching_the_slice_edges():
     assert mask_dice(predicted, seeds[6]) > 0.8
 
 
-def test_fill_is_chosen_only_when_it_predicted_the_interior_slices_better():
-    # compared on the interior slice 9 only: label 1 0.8 (fill) vs 0.4 (model), label 2 0.7 vs 0.75, although
-    # label 2's model scores worse than label 1's on the outer slices 5 and 13
-    checks = LeaveOneOut(model={1: {5: 0.9, 9: 0.4, 13: 0.9}, 2: {5: 0.1, 9: 0.75, 13: 0.1}, 3: {5: 0.5, 9: 0.5}},
-                         fill={1: {9: 0.8}, 2: {9: 0.7}, 3: {}})
-    assert checks.fill_is_better(1)
-    assert not checks.fill_is_better(2)
-    assert not checks.fill_is_better(3)  # no interior slice: nothing to compare, the model stays
-    assert checks.validation_dice() == {1: np.mean([0.9, 0.4, 0.9]), 2: np.mean([0.1, 0.75, 0.1]), 3: 0.5}
+def test_the_gap_filler_is_whichever_predicted_the_interior_slices_best():
+    # compared on the interior slice 9 only: label 1 fill 0.8 / warp 0.7 / model 0.4; label 2 model 0.75 / fill 0.7
+    # / warp 0.9, although label 2's model scores worse than label 1's on the outer slices 5 and 13; label 4 a tie
+    checks = LeaveOneOut(model={1: {5: 0.9, 9: 0.4, 13: 0.9}, 2: {5: 0.1, 9: 0.75, 13: 0.1}, 3: {5: 0.5, 9: 0.5},
+                                4: {5: 0.5, 9: 0.6, 13: 0.5}},
+                         fill={1: {9: 0.8}, 2: {9: 0.7}, 3: {}, 4: {9: 0.6}},
+                         warp={1: {9: 0.7}, 2: {9: 0.9}, 3: {}, 4: {9: 0.6}})
+    assert checks.best_gap_filler(1) == "fill"
+    assert checks.best_gap_filler(2) == "warp"
+    assert checks.best_gap_filler(3) == "model"  # no interior slice: nothing to compare, the model stays
+    assert checks.best_gap_filler(4) == "model"  # a tie keeps the model
+    assert checks.validation_dice()[2] == np.mean([0.1, 0.75, 0.1])
 
 
 def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
@@ -57,18 +61,18 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
     assert gap_labels(exemplars, AdaptConfig()) == {3}  # the 3-slice gap is short enough
     assert gap_labels(exemplars, AdaptConfig(fill_max_gap_mm=5.0)) == set()  # Fill's held-out runs are skipped
     model = np.full(painted.shape, 0.25, np.float32)
-    short_only = fill_gaps(model, exemplars, 3, fill_max_gap(exemplars, AdaptConfig()))
+    short_only = fill_gaps(model, None, exemplars, 3, "fill", fill_max_gap(exemplars, AdaptConfig()))
     assert all(mask_dice(short_only[s] > 0.5, _disc(8)) > 0.95 for s in (3, 4))
     np.testing.assert_array_equal(short_only[6:15], model[6:15])
-    every_gap = fill_gaps(model, exemplars, 3)
+    every_gap = fill_gaps(model, None, exemplars, 3, "fill")
     assert all(mask_dice(every_gap[s] > 0.5, _disc(8)) > 0.95 for s in range(3, 15) if s != 5)
     np.testing.assert_array_equal(every_gap[16:], model[16:])  # nothing past the last painted slice
 
 
-def test_predict_runs_only_the_held_out_walks_its_fill_choice_needs(sample, litemedsam):
+def test_predict_runs_only_the_held_out_walks_its_gap_choice_needs(sample, litemedsam):
     from conftest import LIVER, liver_crop
 
-    from medadapt.slices.between import labels_to_fill
+    from medadapt.slices.between import gap_fillers
     from medadapt.config import AdaptConfig
     from medadapt.io.exemplars import find_exemplars
     from medadapt.io.intensity import intensity_window
@@ -83,9 +87,10 @@ def test_predict_runs_only_the_held_out_walks_its_fill_choice_needs(sample, lite
     calls = []
     predict = model.predict
     model.predict = lambda *args, **kwargs: calls.append(args[0]) or predict(*args, **kwargs)
-    assert labels_to_fill(model, exemplars, AdaptConfig(between="fill")) == {LIVER} and not calls
-    assert labels_to_fill(model, exemplars, AdaptConfig(between="model")) == set() and not calls
+    assert gap_fillers(model, exemplars, AdaptConfig(between="fill")) == {LIVER: "fill"} and not calls
+    assert gap_fillers(model, exemplars, AdaptConfig(between="warp")) == {LIVER: "warp"} and not calls
+    assert gap_fillers(model, exemplars, AdaptConfig(between="model")) == {} and not calls
     no_short_gap = AdaptConfig(fill_max_gap_mm=1.0)  # auto, but no gap Fill may take: nothing to score
-    assert labels_to_fill(model, exemplars, no_short_gap) == set() and not calls
-    chosen = labels_to_fill(model, exemplars, AdaptConfig())  # auto: held-out walks of the model on the liver
-    assert calls and chosen <= {LIVER}
+    assert gap_fillers(model, exemplars, no_short_gap) == {} and not calls
+    chosen = gap_fillers(model, exemplars, AdaptConfig())  # auto: held-out walks of the model on the liver
+    assert calls and set(chosen) <= {LIVER} and set(chosen.values()) <= {"fill", "warp"}

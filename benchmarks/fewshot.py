@@ -78,20 +78,22 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
                        in_plane_spacing(image.geometry.spacing, 0), embeddings=cache.slices(result.backend, 0,
                                                                                             result.window))
     seeds = exemplar_seeds(exemplars)[1]
-    checks = leave_one_out(model, {1: seeds}, StopRule(), fill_labels={1})
-    fill_wins = checks.fill_is_better(1)
+    checks = leave_one_out(model, {1: seeds}, StopRule(), scored_labels={1})
+    best = checks.best_gap_filler(1)
     truth = hidden_slices_only(target > 0, 0, slices)
 
     def dice(probability, **post) -> float:
         labels = assign_labels({1: probability}, exemplars, replace(AdaptConfig(), **post))
         return round(mask_dice(hidden_slices_only(labels > 0, 0, slices), truth), 4)
 
-    out = {"loo_model": checks.model.get(1), "loo_fill": checks.fill.get(1), "fill_wins": fill_wins}
+    out = {"loo_model": checks.model.get(1), "loo_fill": checks.fill.get(1), "loo_warp": checks.warp.get(1),
+           "gap_filler": best}
     for name, change in STOP_VARIANTS.items():
         probability = propagate(model, seeds, StopRule(**change))
-        filled = fill_gaps(probability, exemplars, 1) if len(seeds) > 1 else probability
-        out[name] = {"model": dice(probability), "fill": dice(filled),
-                     "auto": dice(filled if fill_wins else probability)}
+        filled = fill_gaps(probability, model, exemplars, 1, "fill") if len(seeds) > 1 else probability
+        warped = fill_gaps(probability, model, exemplars, 1, "warp") if len(seeds) > 1 else probability
+        out[name] = {"model": dice(probability), "fill": dice(filled), "warp": dice(warped),
+                     "auto": dice({"model": probability, "fill": filled, "warp": warped}[best])}
         if name == "iou0.5":
             out["largest_component"] = dice(probability, largest_component=True)
             out["fill_holes"] = dice(probability, fill_holes=True)

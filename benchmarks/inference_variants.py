@@ -38,7 +38,7 @@ painted slice (commit e151465's ``StopRule.first_iou_to_model``), and a reach fr
 equivalent diameter for one painted slice, and the previous slice's probability as a dense mask prompt in every walk
 (commit a5e344b's variant ``shape``)."""
 
-BETWEEN = ("auto", "model", "fill", "envelope", "fuse", "fuse_auto", "warp", "warp_auto")
+BETWEEN = ("auto", "model", "fill", "envelope", "fuse", "fuse_auto", "warp")
 """What segments the slices between painted ones, scored for every variant."""
 
 
@@ -152,38 +152,6 @@ def fuse(probability: np.ndarray, painted: np.ndarray, gaps, spacing_rc) -> np.n
     return out
 
 
-def register_slices(fixed: np.ndarray, moving: np.ndarray):
-    """SimpleITK transform mapping ``fixed`` slice pixels onto ``moving`` (symmetric-forces demons, 2D)."""
-    import SimpleITK as sitk
-    demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
-    demons.SetNumberOfIterations(50)
-    demons.SetStandardDeviations(1.5)
-    field = demons.Execute(sitk.GetImageFromArray(fixed.astype(np.float32)),
-                           sitk.GetImageFromArray(moving.astype(np.float32)))
-    return sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
-
-
-def warp(probability: np.ndarray, painted: np.ndarray, gaps, stack: np.ndarray) -> np.ndarray:
-    """Between painted slices: each painted mask carried slice by slice by 2D deformable registration of
-    consecutive image slices (Sli2Vol's idea without learning), from both ends, blended by distance."""
-    import SimpleITK as sitk
-    out = probability.copy()
-    for low, high in gaps:
-        carried = {}
-        for start, step, stop in ((low, 1, high), (high, -1, low)):
-            mask = painted[start].astype(np.float32)
-            for s in range(start + step, stop, step):
-                transform = register_slices(stack[s], stack[s - step])
-                mask = sitk.GetArrayFromImage(sitk.Resample(sitk.GetImageFromArray(mask),
-                                                            sitk.GetImageFromArray(stack[s].astype(np.float32)),
-                                                            transform, sitk.sitkLinear, 0.0))
-                carried[(s, step)] = mask
-        for s in range(low + 1, high):
-            t = (s - low) / (high - low)
-            out[s] = (1 - t) * carried[(s, 1)] + t * carried[(s, -1)]
-    return out
-
-
 def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[str], train_k: int) -> dict:
     """Dice on the hidden slices of every variant x between-choice for one case painted on k slices at
     ``placement``, segmented by the model adapted on ``train_k`` bin-centre slices (the variants compare
@@ -212,7 +180,7 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
     row = {"case": case, "k": k, "placement": placement, "slices": slices, "train_k": train_k, **facts}
     if fill is not None:
         row["fill"] = round(mask_dice(hidden_slices_only(fill > 0, 0, slices), truth), 4)
-    checks, fill_labels = check_exemplars(model, exemplars, AdaptConfig())
+    checks, fillers = check_exemplars(model, exemplars, AdaptConfig())
     painted = exemplars.label_slices[1]
     all_gaps = fillable_gaps(painted, None)
     short_gaps = fillable_gaps(painted, fill_max_gap(exemplars, AdaptConfig()))
@@ -226,26 +194,22 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
         for between in BETWEEN:
             if between == "model" or len(painted) < 2:
                 p = probability
-            elif between == "fill":
-                p = fill_gaps(probability, exemplars, 1, None)
+            elif between in ("fill", "warp"):
+                p = fill_gaps(probability, model, exemplars, 1, between, None)
             elif between == "auto":
-                p = fill_gaps(probability, exemplars, 1, fill_max_gap(exemplars, AdaptConfig())) \
-                    if 1 in fill_labels else probability
+                p = fill_gaps(probability, model, exemplars, 1, fillers[1], fill_max_gap(exemplars, AdaptConfig())) \
+                    if 1 in fillers else probability
             elif between == "fuse":
                 p = fuse(probability, target, all_gaps, spacing_rc)
             elif between == "fuse_auto":
                 p = fuse(probability, target, short_gaps, spacing_rc)
-            elif between == "warp":
-                p = warp(probability, target, all_gaps, model.stack)
-            elif between == "warp_auto":
-                p = warp(probability, target, short_gaps, model.stack) if 1 in fill_labels else probability
             else:
                 p = envelope(probability, fill > 0, all_gaps, spacing_rc)
             labels = assign_labels({1: p}, exemplars, AdaptConfig())
             scores[between] = round(mask_dice(hidden_slices_only(labels > 0, 0, slices), truth), 4)
         scores["seconds"] = round(time.monotonic() - started, 1)
         row[name] = scores
-    row["loo_fill_wins"] = 1 in fill_labels
+    row["gap_filler"] = fillers.get(1, "model")
     row["short_gaps"] = len(short_gaps)
     if len(embeddings) > known:
         import torch

@@ -117,12 +117,13 @@ class AdaptConfig:
     stop: StopRule = field(default_factory=StopRule)
     head: HeadConfig = field(default_factory=HeadConfig)
     between: str = "auto"
-    """What segments the slices between painted ones: ``model``, ``fill`` (Fill-between-slices) or ``auto``
-    (per structure, whichever predicted the held-out painted slices better, see :mod:`medadapt.slices.leave_one_out`)."""
+    """What segments the slices between painted ones: ``model``, ``fill`` (Fill-between-slices), ``warp`` (the
+    painted masks carried by registration, :mod:`medadapt.slices.registration`) or ``auto`` (per structure,
+    whichever predicted the held-out painted slices best, see :mod:`medadapt.slices.leave_one_out`)."""
     fill_max_gap_mm: float = 10.0
-    """With ``auto``, Fill takes over only gaps between painted slices at most this far apart (mm): contour
-    interpolation is strong between close slices and degrades over long gaps, where the model's propagation
-    holds (measured in BENCHMARKS.md)."""
+    """With ``auto``, Fill or registration takes over only gaps between painted slices at most this far apart
+    (mm): interpolation is strong between close slices and degrades over long gaps, where the model's
+    propagation holds (measured in BENCHMARKS.md)."""
     largest_component: bool = False
     fill_holes: bool = False
 

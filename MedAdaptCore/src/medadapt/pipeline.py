@@ -24,7 +24,7 @@ from medadapt.methods.heads import HeadSet
 from medadapt.methods.registry import method_for
 from medadapt.methods.result import AdaptResult, AdaptRun
 from medadapt.progress import CancelFlag, ProgressCallback
-from medadapt.slices.between import labels_to_fill
+from medadapt.slices.between import gap_fillers
 from medadapt.slices.features import SliceFeatures
 from medadapt.slices.frame import in_plane_spacing
 from medadapt.slices.labels import assign_labels, segment
@@ -137,6 +137,6 @@ def predict(image: Volume, backend: PromptableBackend, config: AdaptConfig, wind
     if not seeds:
         raise InputError("predict: no prompt to start from; paint a slice (--exemplars) or place a positive point "
                          "(--points) on the structure, or use a model saved with an atlas or a seed head")
-    filled = labels_to_fill(model, exemplars, config) if exemplars is not None else set()
-    labels = segment(model, exemplars, seeds, config, prompts, progress, cancel, filled)
+    fillers = gap_fillers(model, exemplars, config) if exemplars is not None else {}
+    labels = segment(model, exemplars, seeds, config, prompts, progress, cancel, fillers)
     return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))

@@ -1,5 +1,6 @@
-"""What segments the slices between painted ones: the model's propagation or Fill-between-slices, chosen per
-structure by leave-one-out checks of the painted slices (``AdaptConfig.between``)."""
+"""What segments the slices between painted ones: the model's propagation, Fill-between-slices, or the painted
+masks carried by registration, chosen per structure by leave-one-out checks of the painted slices
+(``AdaptConfig.between``)."""
 
 from __future__ import annotations
 
@@ -10,49 +11,62 @@ from medadapt.io.exemplars import Exemplars
 from medadapt.slices.fill import fill_between_slices
 from medadapt.slices.leave_one_out import LeaveOneOut, leave_one_out
 from medadapt.slices.model import SliceModel
+from medadapt.slices.registration import carry_between
 from medadapt.slices.seeds import exemplar_seeds
 
 
-def check_exemplars(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> tuple[LeaveOneOut, set[int]]:
-    """Leave-one-out checks of every label's painted slices (the validation Dice of ``adapt``) and the labels
-    whose slices between painted ones Fill segments (:func:`chosen_fill_labels`)."""
-    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, fill_labels=_scored_labels(exemplars, config))
-    return checks, chosen_fill_labels(checks, exemplars, config)
+def check_exemplars(model: SliceModel, exemplars: Exemplars, config: AdaptConfig
+                    ) -> tuple[LeaveOneOut, dict[int, str]]:
+    """Leave-one-out checks of every label's painted slices (the validation Dice of ``adapt``) and what fills
+    each label's gaps between painted slices (:func:`chosen_gap_fillers`)."""
+    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, scored_labels=_scored_labels(exemplars, config))
+    return checks, chosen_gap_fillers(checks, exemplars, config)
 
 
-def labels_to_fill(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> set[int]:
-    """The labels whose slices between painted ones Fill segments, running only the leave-one-out walks this
-    choice needs: none for ``model`` or ``fill``, those of labels with a gap Fill may take for ``auto``."""
+def gap_fillers(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) -> dict[int, str]:
+    """What fills each label's gaps between painted slices, running only the leave-one-out walks this choice
+    needs: none for ``model``, ``fill`` or ``warp``, those of labels with a gap to fill for ``auto``."""
     scored = _scored_labels(exemplars, config)
     seeds = {label: masks for label, masks in exemplar_seeds(exemplars).items() if label in scored}
-    return chosen_fill_labels(leave_one_out(model, seeds, config.stop, fill_labels=scored), exemplars, config)
+    return chosen_gap_fillers(leave_one_out(model, seeds, config.stop, scored_labels=scored), exemplars, config)
 
 
-def chosen_fill_labels(checks: LeaveOneOut, exemplars: Exemplars, config: AdaptConfig) -> set[int]:
-    """Every label for ``config.between == "fill"``; for ``auto``, those whose held-out Fill Dice in ``checks``
-    beats the model's; none for ``model``."""
-    return {label for label in exemplars.labels
-            if config.between == "fill" or (config.between == "auto" and checks.fill_is_better(label))}
+def chosen_gap_fillers(checks: LeaveOneOut, exemplars: Exemplars, config: AdaptConfig) -> dict[int, str]:
+    """Label -> ``fill`` or ``warp`` for the labels whose gaps between painted slices are not the model's:
+    every label for ``config.between`` ``fill`` / ``warp``; for ``auto``, each label's best held-out filler
+    (:meth:`LeaveOneOut.best_gap_filler`); none for ``model``."""
+    if config.between in ("fill", "warp"):
+        return {label: config.between for label in exemplars.labels}
+    if config.between != "auto":
+        return {}
+    chosen = {label: checks.best_gap_filler(label) for label in exemplars.labels}
+    return {label: filler for label, filler in chosen.items() if filler != "model"}
 
 
 def _scored_labels(exemplars: Exemplars, config: AdaptConfig) -> set[int]:
-    """Labels whose held-out Fill Dice decides between model and Fill (``auto`` only; see :func:`gap_labels`)."""
+    """Labels whose held-out checks decide what fills their gaps (``auto`` only; see :func:`gap_labels`)."""
     return gap_labels(exemplars, config) if config.between == "auto" else set()
 
 
-def fill_gaps(probability: np.ndarray, exemplars: Exemplars, label: int, max_gap: float | None = None
-              ) -> np.ndarray:
-    """``probability`` (slice axis first, as in :func:`segment`) with Fill-between-slices taking over in the
-    gaps between consecutive painted slices of ``label`` that are at most ``max_gap`` slices apart (every gap
-    when ``None``)."""
+def fill_gaps(probability: np.ndarray, model: SliceModel, exemplars: Exemplars, label: int, filler: str,
+              max_gap: float | None = None) -> np.ndarray:
+    """``probability`` (slice axis first, as in :func:`segment`) with ``filler`` (``fill``: Fill-between-slices;
+    ``warp``: the painted masks carried by registration of ``model``'s slices) taking over in the gaps between
+    consecutive painted slices of ``label`` that are at most ``max_gap`` slices apart (every gap when ``None``)."""
     painted = exemplars.label_slices[label]
     gaps = fillable_gaps(painted, max_gap)
     if not gaps:
         return probability
+    out = probability.copy()
+    masks = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0) == label
+    if filler == "warp":
+        for low, high in gaps:
+            for s, carried in carry_between(model.stack, low, masks[low], high, masks[high], model.cancel).items():
+                out[s] = carried
+        return out
     only = exemplars.labelmap.with_array((exemplars.labelmap.array == label).astype(np.int16))
     filled = np.moveaxis(fill_between_slices(Exemplars(only, exemplars.axis, painted, {1: painted})),
                          exemplars.axis, 0) > 0
-    out = probability.copy()
     for low, high in gaps:
         out[low + 1:high] = filled[low + 1:high]
     return out

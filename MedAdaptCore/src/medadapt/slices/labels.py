@@ -1,5 +1,5 @@
-"""From seeds to a label stack: propagate each label's seeds, let Fill take the gaps the between-slice policy
-gives it, bound outward walks, and assemble one label per voxel."""
+"""From seeds to a label stack: propagate each label's seeds, let Fill or registration take the gaps the
+between-slice policy gives them, bound outward walks, and assemble one label per voxel."""
 
 from __future__ import annotations
 
@@ -18,21 +18,23 @@ from medadapt.slices.size_prior import mean_spacing
 
 def segment(model: SliceModel, exemplars: Exemplars | None, seeds_by_label: dict[int, dict[int, np.ndarray]],
             config: AdaptConfig, prompts: dict[int, SlicePrompts], progress: ProgressCallback | None = None,
-            cancel: CancelFlag | None = None, fill_labels: set[int] = frozenset()) -> np.ndarray:
+            cancel: CancelFlag | None = None, fillers: dict[int, str] | None = None) -> np.ndarray:
     """Label stack (slice axis first) from :func:`label_probabilities` (see :func:`assign_labels`)."""
     probabilities = label_probabilities(model, exemplars, seeds_by_label, config, prompts, progress, cancel,
-                                        fill_labels)
+                                        fillers)
     return assign_labels(probabilities, exemplars, config)
 
 
 def label_probabilities(model: SliceModel, exemplars: Exemplars | None,
                         seeds_by_label: dict[int, dict[int, np.ndarray]], config: AdaptConfig,
                         prompts: dict[int, SlicePrompts], progress: ProgressCallback | None = None,
-                        cancel: CancelFlag | None = None, fill_labels: set[int] = frozenset()
+                        cancel: CancelFlag | None = None, fillers: dict[int, str] | None = None
                         ) -> dict[int, np.ndarray]:
     """Foreground probability by label (slice axis first) from propagating each label's seed masks; outward
-    walks of painted labels go at most :func:`outward_reach` slices; for ``fill_labels`` Fill-between-slices
-    replaces the model in the gaps between painted slices that :func:`fill_max_gap` allows."""
+    walks of painted labels go at most :func:`outward_reach` slices; for the labels in ``fillers`` Fill or
+    registration (``fill`` / ``warp``) replaces the model in the gaps between painted slices that
+    :func:`fill_max_gap` allows."""
+    fillers = fillers or {}
     labels = sorted(seeds_by_label)
     probabilities = {}
     for n, label in enumerate(labels):
@@ -41,8 +43,9 @@ def label_probabilities(model: SliceModel, exemplars: Exemplars | None,
         negatives = set(exemplars.negative_slices(label)) if painted else set()
         reach = outward_reach(exemplars, label, config.stop) if painted else None
         probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives, reach)
-        if label in fill_labels and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
-            probability = fill_gaps(probability, exemplars, label, fill_max_gap(exemplars, config))
+        if label in fillers and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
+            probability = fill_gaps(probability, model, exemplars, label, fillers[label],
+                                    fill_max_gap(exemplars, config))
         probabilities[label] = probability
         report(progress, Progress("segment", n + 1, len(labels)))
     return probabilities

@@ -1,6 +1,6 @@
-"""Leave-one-exemplar-out checks: how well the adapted model (and Fill-between-slices) predict a painted slice
-from the other painted slices. They give the validation Dice and decide, per structure, whether the model or
-Fill fills the slices between painted ones."""
+"""Leave-one-exemplar-out checks: how well the adapted model (and Fill-between-slices, and the painted masks
+carried by registration) predict a painted slice from the other painted slices. They give the validation Dice
+and decide, per structure, what fills the slices between painted ones."""
 
 from __future__ import annotations
 
@@ -14,26 +14,35 @@ from medadapt.evaluation.metrics import mask_dice
 from medadapt.slices.fill import interpolate_mask
 from medadapt.slices.model import SliceModel
 from medadapt.slices.propagation import SlicePrompts, walk
+from medadapt.slices.registration import carry_between
+
+GAP_FILLERS = ("model", "fill", "warp")
+"""What can segment the slices between two painted ones, in the order that wins a tie: the model's walks, Fill
+between slices, the painted masks carried by registration (:mod:`medadapt.slices.registration`)."""
 
 
 @dataclass
 class LeaveOneOut:
-    """Per label: Dice of the model's prediction of each held-out painted slice, and of Fill's on the held
-    slices that lie between two other painted slices."""
+    """Per label: Dice of the model's prediction of each held-out painted slice, and of Fill's and of the
+    registration's on the held slices that lie between two other painted slices."""
 
     model: dict[int, dict[int, float]] = field(default_factory=dict)
     fill: dict[int, dict[int, float]] = field(default_factory=dict)
+    warp: dict[int, dict[int, float]] = field(default_factory=dict)
 
     def validation_dice(self) -> dict[int, float]:
         """Mean held-out Dice of the model per label."""
         return {label: float(np.mean(list(scores.values()))) for label, scores in self.model.items() if scores}
 
-    def fill_is_better(self, label: int) -> bool:
-        """Whether Fill predicted the held interior slices of ``label`` better than the model (mean Dice)."""
-        fill = self.fill.get(label, {})
-        if not fill:
-            return False
-        return float(np.mean(list(fill.values()))) > float(np.mean([self.model[label][s] for s in fill]))
+    def best_gap_filler(self, label: int) -> str:
+        """Which of :data:`GAP_FILLERS` predicted the held interior slices of ``label`` best (mean Dice; the
+        earlier one on a tie); ``model`` when no interior slice was held out."""
+        interior = self.fill.get(label, {})
+        if not interior:
+            return "model"
+        means = {"model": np.mean([self.model[label][s] for s in interior]), "fill": np.mean(list(interior.values())),
+                 "warp": np.mean([self.warp[label][s] for s in interior])}
+        return max(GAP_FILLERS, key=lambda name: (means[name], -GAP_FILLERS.index(name)))
 
 
 def predict_held_slice(model: SliceModel, seeds: dict[int, np.ndarray], held: int, rule: StopRule) -> np.ndarray:
@@ -67,18 +76,25 @@ def fill_held_slice(seeds: dict[int, np.ndarray], held: int) -> np.ndarray:
     return out
 
 
+def warp_held_slice(model: SliceModel, seeds: dict[int, np.ndarray], held: int) -> np.ndarray:
+    """Probability on painted slice ``held`` from its two painted neighbours carried by registration."""
+    low, high = max(s for s in seeds if s < held), min(s for s in seeds if s > held)
+    return carry_between(model.stack, low, seeds[low], high, seeds[high], model.cancel)[held]
+
+
 def leave_one_out(model: SliceModel, seeds_by_label: dict[int, dict[int, np.ndarray]], rule: StopRule,
-                  fill_labels: Collection[int] = ()) -> LeaveOneOut:
-    """Held-out Dice of every painted slice of labels with >= 2 of them (and of Fill, for ``fill_labels``, on
-    the slices between two others)."""
+                  scored_labels: Collection[int] = ()) -> LeaveOneOut:
+    """Held-out Dice of every painted slice of labels with >= 2 of them (and of Fill and the registration, for
+    ``scored_labels``, on the slices between two others)."""
     result = LeaveOneOut()
     for label, seeds in seeds_by_label.items():
         if len(seeds) < 2:
             continue
-        result.model[label], result.fill[label] = {}, {}
+        result.model[label], result.fill[label], result.warp[label] = {}, {}, {}
         for held, truth in seeds.items():
             others = {s: m for s, m in seeds.items() if s != held}
             result.model[label][held] = mask_dice(predict_held_slice(model, others, held, rule) > 0.5, truth)
-            if label in fill_labels and min(others) < held < max(others):
+            if label in scored_labels and min(others) < held < max(others):
                 result.fill[label][held] = mask_dice(fill_held_slice(others, held), truth)
+                result.warp[label][held] = mask_dice(warp_held_slice(model, others, held) > 0.5, truth)
     return result
