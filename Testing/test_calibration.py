@@ -58,6 +58,7 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
     exemplars = find_exemplars(Volume(painted, geometry), Volume(painted, geometry))
     assert exemplars.axis == 0 and fill_max_gap(exemplars, AdaptConfig()) == 10.0 / 2.5
     assert fill_max_gap(exemplars, AdaptConfig(between="fill")) is None
+    assert fill_max_gap(exemplars, AdaptConfig(between="warp")) is None
     assert gap_labels(exemplars, AdaptConfig()) == {3}  # the 3-slice gap is short enough
     assert gap_labels(exemplars, AdaptConfig(fill_max_gap_mm=5.0)) == set()  # Fill's held-out runs are skipped
     model = np.full(painted.shape, 0.25, np.float32)
@@ -94,3 +95,27 @@ def test_predict_runs_only_the_held_out_walks_its_gap_choice_needs(sample, litem
     assert gap_fillers(model, exemplars, no_short_gap) == {} and not calls
     chosen = gap_fillers(model, exemplars, AdaptConfig())  # auto: held-out walks of the model on the liver
     assert calls and set(chosen) <= {LIVER} and set(chosen.values()) <= {"fill", "warp"}
+
+
+def test_registration_takes_the_gaps_it_is_given_and_nothing_else(sample, litemedsam):
+    from conftest import LIVER
+
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.io.intensity import intensity_window
+    from medadapt.slices.between import fill_gaps
+    from medadapt.slices.frame import in_plane_spacing
+    from medadapt.slices.model import SliceModel
+    from medadapt.slices.stack import slice_stack
+
+    image, labels = sample
+    liver = labels.array == LIVER
+    exemplars = find_exemplars(image, labels, axis=0, slices=[12, 18, 20], labels=[LIVER])
+    model = SliceModel(litemedsam, slice_stack(image, 0, intensity_window(image.array, liver)),
+                       in_plane_spacing(image.geometry.spacing, 0))
+    before = np.full(liver.shape, 0.25, np.float32)
+    after = fill_gaps(before, model, exemplars, LIVER, "warp", max_gap=4)  # the 6-slice gap is too long
+    assert all(mask_dice(after[s] > 0.5, liver[s]) > 0.9 for s in (19,))
+    np.testing.assert_array_equal(after[13:18], before[13:18])
+    np.testing.assert_array_equal(after[21:], before[21:])
+    every = fill_gaps(before, model, exemplars, LIVER, "warp")
+    assert all(mask_dice(every[s] > 0.5, liver[s]) > 0.9 for s in range(13, 18))

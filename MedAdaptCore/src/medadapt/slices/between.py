@@ -73,8 +73,9 @@ def fill_gaps(probability: np.ndarray, model: SliceModel, exemplars: Exemplars, 
 
 
 def fill_max_gap(exemplars: Exemplars, config: AdaptConfig) -> float | None:
-    """Longest gap (in slices) Fill may take over: ``config.fill_max_gap_mm`` for ``auto``, any for ``fill``."""
-    if config.between == "fill":
+    """Longest gap (in slices) Fill or registration may take over: ``config.fill_max_gap_mm`` for ``auto``, any
+    for ``fill`` and ``warp``."""
+    if config.between in ("fill", "warp"):
         return None
     return config.fill_max_gap_mm / float(tuple(reversed(exemplars.labelmap.geometry.spacing))[exemplars.axis])
 
@@ -87,6 +88,7 @@ def fillable_gaps(painted: list[int], max_gap: float | None) -> list[tuple[int, 
 
 
 def gap_labels(exemplars: Exemplars, config: AdaptConfig) -> set[int]:
-    """Labels with a gap between consecutive painted slices that Fill may take over (:func:`fill_max_gap`)."""
+    """Labels with a gap between consecutive painted slices that Fill or registration may take over
+    (:func:`fill_max_gap`)."""
     max_gap = fill_max_gap(exemplars, config)
     return {label for label, painted in exemplars.label_slices.items() if fillable_gaps(painted, max_gap)}
