@@ -56,13 +56,14 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
         painted[s][_disc(8)] = 3
     geometry = Geometry((80, 64, 20), ANISOTROPIC_SPACING, (1.0, 2.0, 3.0), OBLIQUE_DIRECTION)
     exemplars = find_exemplars(Volume(painted, geometry), Volume(painted, geometry))
-    assert exemplars.axis == 0 and fill_max_gap(exemplars, AdaptConfig()) == 10.0 / 2.5
+    auto = AdaptConfig(between="auto")
+    assert exemplars.axis == 0 and fill_max_gap(exemplars, auto) == 10.0 / 2.5
     assert fill_max_gap(exemplars, AdaptConfig(between="fill")) is None
     assert fill_max_gap(exemplars, AdaptConfig(between="warp")) is None
-    assert gap_labels(exemplars, AdaptConfig()) == {3}  # the 3-slice gap is short enough
-    assert gap_labels(exemplars, AdaptConfig(fill_max_gap_mm=5.0)) == set()  # Fill's held-out runs are skipped
+    assert gap_labels(exemplars, auto) == {3}  # the 3-slice gap is short enough
+    assert gap_labels(exemplars, AdaptConfig(between="auto", fill_max_gap_mm=5.0)) == set()  # held-out runs skipped
     model = np.full(painted.shape, 0.25, np.float32)
-    short_only = fill_gaps(model, None, exemplars, 3, "fill", fill_max_gap(exemplars, AdaptConfig()))
+    short_only = fill_gaps(model, None, exemplars, 3, "fill", fill_max_gap(exemplars, auto))
     assert all(mask_dice(short_only[s] > 0.5, _disc(8)) > 0.95 for s in (3, 4))
     np.testing.assert_array_equal(short_only[6:15], model[6:15])
     every_gap = fill_gaps(model, None, exemplars, 3, "fill")
@@ -90,10 +91,11 @@ def test_predict_runs_only_the_held_out_walks_its_gap_choice_needs(sample, litem
     model.predict = lambda *args, **kwargs: calls.append(args[0]) or predict(*args, **kwargs)
     assert gap_fillers(model, exemplars, AdaptConfig(between="fill")) == {LIVER: "fill"} and not calls
     assert gap_fillers(model, exemplars, AdaptConfig(between="warp")) == {LIVER: "warp"} and not calls
+    assert gap_fillers(model, exemplars, AdaptConfig()) == {LIVER: "warp"} and not calls  # the default
     assert gap_fillers(model, exemplars, AdaptConfig(between="model")) == {} and not calls
-    no_short_gap = AdaptConfig(fill_max_gap_mm=1.0)  # auto, but no gap Fill may take: nothing to score
+    no_short_gap = AdaptConfig(between="auto", fill_max_gap_mm=1.0)  # no gap Fill may take: nothing to score
     assert gap_fillers(model, exemplars, no_short_gap) == {} and not calls
-    chosen = gap_fillers(model, exemplars, AdaptConfig())  # auto: held-out walks of the model on the liver
+    chosen = gap_fillers(model, exemplars, AdaptConfig(between="auto"))  # held-out walks of the model on the liver
     assert calls and set(chosen) <= {LIVER} and set(chosen.values()) <= {"fill", "warp"}
 
 

@@ -11,7 +11,7 @@ from medadapt.methods.registry import METHODS
 from medadapt.options import AdaptOptions, build_config
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-BETWEEN = ("auto", "model", "fill", "warp")
+BETWEEN = ("warp", "auto", "model", "fill")
 BASE_MODELS = ("litemedsam", "sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam", "swinunetr")
 LORA_PARTS = ("", "decoder", "encoder", "encoder,decoder")
 """LoRA placement choices; "" places it per device (decoder on a CPU, encoder and decoder on a GPU)."""
@@ -34,7 +34,7 @@ class Parameters:
     rank: int = 4
     synthesis_per_exemplar: int = 6
     seed: int = 0
-    between: str = "auto"
+    between: str = "warp"
 
     def validate(self) -> "Parameters":
         """Return ``self`` or raise :class:`InputError` naming the bad field."""

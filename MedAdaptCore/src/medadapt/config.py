@@ -116,10 +116,11 @@ class AdaptConfig:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     stop: StopRule = field(default_factory=StopRule)
     head: HeadConfig = field(default_factory=HeadConfig)
-    between: str = "auto"
-    """What segments the slices between painted ones: ``model``, ``fill`` (Fill-between-slices), ``warp`` (the
-    painted masks carried by registration, :mod:`medadapt.slices.registration`) or ``auto`` (per structure,
-    whichever predicted the held-out painted slices best, see :mod:`medadapt.slices.leave_one_out`)."""
+    between: str = "warp"
+    """What segments the slices between painted ones: ``warp`` (the painted masks carried by registration of the
+    image slices, :mod:`medadapt.slices.registration`; the default), ``model``, ``fill`` (Fill-between-slices) or
+    ``auto`` (per structure, whichever predicted the held-out painted slices best, see
+    :mod:`medadapt.slices.leave_one_out`)."""
     fill_max_gap_mm: float = 10.0
     """With ``auto``, Fill or registration takes over only gaps between painted slices at most this far apart
     (mm): interpolation is strong between close slices and degrades over long gaps, where the model's

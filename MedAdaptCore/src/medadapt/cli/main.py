@@ -63,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--iterations", type=int, help="training iterations (default 100; FSEFT heads 200)")
     adapt.add_argument("--rank", type=int, help="LoRA rank (default 4)")
     adapt.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6; 2D models only)")
-    adapt.add_argument("--between", choices=("model", "fill", "warp", "auto"),
-                       help="what segments the slices between painted ones: the model, Fill between slices, the "
-                       "painted masks carried by registration (warp), or auto (whichever predicted held-out painted "
-                       "slices best; the default)")
+    adapt.add_argument("--between", choices=("warp", "auto", "model", "fill"),
+                       help="what segments the slices between painted ones: the painted masks carried by "
+                       "registration of the image slices (warp, the default), auto (whichever of the model, Fill "
+                       "and warp predicted held-out painted slices best), the model, or Fill between slices")
     adapt.add_argument("--pretrained-class", type=int, help="swinunetr heads: start the probe from this channel of "
                        "the backbone's pretrained output layer (a structure it was trained on)")
     adapt.add_argument("--lora-parts", help="encoder, decoder or encoder,decoder (default: decoder on CPU, "
