@@ -9,53 +9,41 @@ import SimpleITK as sitk
 
 from medadapt.progress import CancelFlag, check_cancel
 
+ITERATIONS = 50
+SMOOTHING_PIXELS = 1.5
 
-class SliceRegistration:
-    """Deformable registrations between neighbouring slices of a [0, 1] (slices, rows, cols) ``stack``, computed
-    once per pair and direction (symmetric-forces demons, 50 iterations, field smoothed by 1.5 pixels)."""
 
-    ITERATIONS = 50
-    SMOOTHING_PIXELS = 1.5
+def register(fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:
+    """Transform mapping ``fixed``'s pixels onto ``moving`` (symmetric-forces demons, :data:`ITERATIONS`
+    iterations, displacement field smoothed by :data:`SMOOTHING_PIXELS`)."""
+    demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+    demons.SetNumberOfIterations(ITERATIONS)
+    demons.SetStandardDeviations(SMOOTHING_PIXELS)
+    return sitk.DisplacementFieldTransform(sitk.Cast(demons.Execute(fixed, moving), sitk.sitkVectorFloat64))
 
-    def __init__(self, stack: np.ndarray, cancel: CancelFlag | None = None):
-        self.stack, self.cancel = stack, cancel
-        self._transforms: dict[tuple[int, int], sitk.Transform] = {}
 
-    def _image(self, index: int) -> sitk.Image:
-        return sitk.GetImageFromArray(np.ascontiguousarray(self.stack[index], dtype=np.float32))
-
-    def transform(self, fixed: int, moving: int) -> sitk.Transform:
-        """Transform mapping slice ``fixed``'s pixels onto slice ``moving``."""
-        key = (fixed, moving)
-        if key not in self._transforms:
-            check_cancel(self.cancel)
-            demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
-            demons.SetNumberOfIterations(self.ITERATIONS)
-            demons.SetStandardDeviations(self.SMOOTHING_PIXELS)
-            field = demons.Execute(self._image(fixed), self._image(moving))
-            self._transforms[key] = sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
-        return self._transforms[key]
-
-    def carry(self, mask: np.ndarray, start: int, stop: int) -> dict[int, np.ndarray]:
-        """Soft masks on the slices strictly between ``start`` and ``stop``: ``mask`` (on slice ``start``) warped
-        from each slice onto the next."""
-        step = 1 if stop > start else -1
-        current = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.float32))
-        out = {}
-        for index in range(start + step, stop, step):
-            current = sitk.Resample(current, self._image(index), self.transform(index, index - step),
-                                    sitk.sitkLinear, 0.0)
-            out[index] = sitk.GetArrayFromImage(current)
-        return out
-
+def carry(stack: np.ndarray, mask: np.ndarray, start: int, stop: int, cancel: CancelFlag | None = None
+          ) -> dict[int, np.ndarray]:
+    """Soft masks on the slices of ``stack`` strictly between ``start`` and ``stop``: ``mask`` (on slice
+    ``start``) warped from each slice onto the next by :func:`register`."""
+    step = 1 if stop > start else -1
+    previous = sitk.GetImageFromArray(np.ascontiguousarray(stack[start], dtype=np.float32))
+    current = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.float32))
+    out = {}
+    for index in range(start + step, stop, step):
+        check_cancel(cancel)
+        image = sitk.GetImageFromArray(np.ascontiguousarray(stack[index], dtype=np.float32))
+        current = sitk.Resample(current, image, register(image, previous), sitk.sitkLinear, 0.0)
+        out[index], previous = sitk.GetArrayFromImage(current), image
+    return out
 
 
 def carry_between(stack: np.ndarray, low: int, low_mask: np.ndarray, high: int, high_mask: np.ndarray,
                   cancel: CancelFlag | None = None) -> dict[int, np.ndarray]:
     """Foreground probability on the slices strictly between painted slices ``low`` and ``high`` of ``stack``:
-    both painted masks carried towards each other (:class:`SliceRegistration`), blended by distance as the
-    model's walks are. Registration runs on the masks' joint bounding box grown by half its size on each side
-    (what moves the contour lies near it), so large slices cost little."""
+    both painted masks carried towards each other (:func:`carry`), blended by distance as the model's walks
+    are. Registration runs on the masks' joint bounding box grown by half its size on each side (what moves the
+    contour lies near it), so large slices cost little."""
     both = low_mask | high_mask
     out_shape = stack.shape[1:]
     if not both.any():
@@ -64,9 +52,9 @@ def carry_between(stack: np.ndarray, low: int, low_mask: np.ndarray, high: int, 
     grow_r, grow_c = max(4, (rows[-1] - rows[0] + 1) // 2), max(4, (cols[-1] - cols[0] + 1) // 2)
     r0, r1 = max(0, rows[0] - grow_r), min(out_shape[0], rows[-1] + 1 + grow_r)
     c0, c1 = max(0, cols[0] - grow_c), min(out_shape[1], cols[-1] + 1 + grow_c)
-    registration = SliceRegistration(stack[:, r0:r1, c0:c1], cancel)
-    up = registration.carry(low_mask[r0:r1, c0:c1], low, high)
-    down = registration.carry(high_mask[r0:r1, c0:c1], high, low)
+    box = stack[:, r0:r1, c0:c1]
+    up = carry(box, low_mask[r0:r1, c0:c1], low, high, cancel)
+    down = carry(box, high_mask[r0:r1, c0:c1], high, low, cancel)
     out = {}
     for s in range(low + 1, high):
         out[s] = np.zeros(out_shape, np.float32)
