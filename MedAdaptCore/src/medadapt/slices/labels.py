@@ -9,7 +9,7 @@ from scipy import ndimage
 from medadapt.config import AdaptConfig, StopRule
 from medadapt.io.exemplars import Exemplars
 from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
-from medadapt.slices.between import fill_gaps, fill_max_gap
+from medadapt.slices.between import fill_gaps, fill_max_gap, fillable_gaps
 from medadapt.slices.model import SliceModel
 from medadapt.slices.propagation import SlicePrompts, propagate
 from medadapt.slices.seeds import largest_component
@@ -42,10 +42,12 @@ def label_probabilities(model: SliceModel, exemplars: Exemplars | None,
         painted = exemplars is not None and label in exemplars.label_slices
         negatives = set(exemplars.negative_slices(label)) if painted else set()
         reach = outward_reach(exemplars, label, config.stop) if painted else None
-        probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives, reach)
-        if label in fillers and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1:
-            probability = fill_gaps(probability, model, exemplars, label, fillers[label],
-                                    fill_max_gap(exemplars, config))
+        filled = label in fillers and exemplars is not None and len(exemplars.label_slices.get(label, [])) > 1
+        max_gap = fill_max_gap(exemplars, config) if filled else None
+        taken = fillable_gaps(exemplars.label_slices[label], max_gap) if filled else []
+        probability = propagate(model, seeds_by_label[label], config.stop, prompts.get(label), negatives, reach, taken)
+        if filled:
+            probability = fill_gaps(probability, model, exemplars, label, fillers[label], max_gap)
         probabilities[label] = probability
         report(progress, Progress("segment", n + 1, len(labels)))
     return probabilities

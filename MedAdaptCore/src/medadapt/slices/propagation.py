@@ -7,6 +7,7 @@ walk goes on until the structure vanishes or changes too fast, and at most half 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,11 +76,13 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
 
 
 def propagate(model: SliceModel, seeds: dict[int, np.ndarray], rule: StopRule, prompts: SlicePrompts | None = None,
-              negatives: set[int] = frozenset(), reach: int | None = None) -> np.ndarray:
+              negatives: set[int] = frozenset(), reach: int | None = None,
+              taken: Collection[tuple[int, int]] = ()) -> np.ndarray:
     """Foreground probability for every slice of ``model``'s stack from exemplar masks ``seeds`` by slice.
 
     Exemplar slices keep their painted masks exactly. Outward walks go at most ``reach`` slices beyond the
-    outermost seed (any distance when ``None``), or further to reach a positive click.
+    outermost seed (any distance when ``None``), or further to reach a positive click. The gaps between
+    consecutive seeds listed in ``taken`` (low, high) are left at zero for another filler to take.
     """
     prompts = prompts or SlicePrompts()
     probability = np.zeros(model.stack.shape, dtype=np.float32)
@@ -87,7 +90,7 @@ def propagate(model: SliceModel, seeds: dict[int, np.ndarray], rule: StopRule, p
     for index in order:
         probability[index] = seeds[index]
     for low, high in zip(order[:-1], order[1:]):
-        if high - low < 2:
+        if high - low < 2 or (low, high) in taken:
             continue
         up = walk(model, low, seeds[low], +1, high - 1, None, prompts, negatives)
         down = walk(model, high, seeds[high], -1, low + 1, None, prompts, negatives)
