@@ -41,6 +41,10 @@ def test_the_gap_filler_is_whichever_predicted_the_interior_slices_best():
     assert checks.best_gap_filler(3) == "model"  # no interior slice: nothing to compare, the model stays
     assert checks.best_gap_filler(4) == "model"  # a tie keeps the model
     assert checks.validation_dice()[2] == np.mean([0.1, 0.75, 0.1])
+    # with label 2's gaps filled by registration its interior slice counts with registration's Dice
+    assert checks.validation_dice({2: "warp"})[2] == np.mean([0.1, 0.9, 0.1])
+    outer_only = LeaveOneOut(model={5: {3: 0.6}}, warp={5: {4: 0.8}, 6: {}})  # no model walk to slice 4
+    assert outer_only.validation_dice({5: "warp", 6: "warp"}) == {5: np.mean([0.6, 0.8])}
 
 
 def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
@@ -121,3 +125,31 @@ def test_registration_takes_the_gaps_it_is_given_and_nothing_else(sample, liteme
     np.testing.assert_array_equal(after[21:], before[21:])
     every = fill_gaps(before, model, exemplars, LIVER, "warp")
     assert all(mask_dice(every[s] > 0.5, liver[s]) > 0.9 for s in range(13, 18))
+
+
+def test_the_default_checks_the_painted_slices_without_walking_the_model_across_the_gaps(sample, litemedsam):
+    from conftest import LIVER, liver_crop
+
+    from medadapt.config import AdaptConfig
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.io.intensity import intensity_window
+    from medadapt.slices.between import check_exemplars
+    from medadapt.slices.frame import in_plane_spacing
+    from medadapt.slices.model import SliceModel
+    from medadapt.slices.stack import slice_stack
+
+    image, liver = liver_crop(sample)
+    model = SliceModel(litemedsam, slice_stack(image, 0, intensity_window(image.array)),
+                       in_plane_spacing(image.geometry.spacing, 0))
+    calls = []
+    predict = model.predict
+    model.predict = lambda *args, **kwargs: calls.append(args[0]) or predict(*args, **kwargs)
+    three = find_exemplars(image, liver, axis=0, slices=[3, 6, 9])
+    checks, fillers = check_exemplars(model, three, AdaptConfig())
+    assert fillers == {LIVER: "warp"} and not calls  # slice 6 carried from 3 and 9 by registration, no encoding
+    assert set(checks.warp[LIVER]) == {6} and not checks.model[LIVER]
+    assert checks.validation_dice(fillers)[LIVER] == checks.warp[LIVER][6] > 0.8
+    two = find_exemplars(image, liver, axis=0, slices=[3, 9])  # nothing between: the model walks to each end
+    checks, fillers = check_exemplars(model, two, AdaptConfig())
+    assert calls and set(checks.model[LIVER]) == {3, 9} and not checks.warp[LIVER]
+    assert 0.0 <= checks.validation_dice(fillers)[LIVER] <= 1.0

@@ -62,7 +62,7 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
     between painted ones (model, Fill, leave-one-out choice), and post-processing; plus the LOO Dice."""
     from dataclasses import replace
 
-    from medadapt.slices.leave_one_out import leave_one_out
+    from medadapt.slices.leave_one_out import GAP_FILLERS, leave_one_out
     from medadapt.config import AdaptConfig
     from medadapt.evaluation.metrics import hidden_slices_only, mask_dice
     from medadapt.slices.between import fill_gaps
@@ -78,7 +78,7 @@ def ablation(image, exemplars, target: np.ndarray, slices: list[int], result, ca
                        in_plane_spacing(image.geometry.spacing, 0), embeddings=cache.slices(result.backend, 0,
                                                                                             result.window))
     seeds = exemplar_seeds(exemplars)[1]
-    checks = leave_one_out(model, {1: seeds}, StopRule(), scored_labels={1})
+    checks = leave_one_out(model, {1: seeds}, StopRule(), {1: GAP_FILLERS})
     best = checks.best_gap_filler(1)
     truth = hidden_slices_only(target > 0, 0, slices)
 

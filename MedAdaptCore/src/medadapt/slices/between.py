@@ -9,7 +9,7 @@ import numpy as np
 from medadapt.config import AdaptConfig
 from medadapt.io.exemplars import Exemplars
 from medadapt.slices.fill import fill_between_slices
-from medadapt.slices.leave_one_out import LeaveOneOut, leave_one_out
+from medadapt.slices.leave_one_out import GAP_FILLERS, LeaveOneOut, leave_one_out
 from medadapt.slices.model import SliceModel
 from medadapt.slices.registration import carry_between
 from medadapt.slices.seeds import exemplar_seeds
@@ -17,9 +17,9 @@ from medadapt.slices.seeds import exemplar_seeds
 
 def check_exemplars(model: SliceModel, exemplars: Exemplars, config: AdaptConfig
                     ) -> tuple[LeaveOneOut, dict[int, str]]:
-    """Leave-one-out checks of every label's painted slices (the validation Dice of ``adapt``) and what fills
-    each label's gaps between painted slices (:func:`chosen_gap_fillers`)."""
-    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, scored_labels=_scored_labels(exemplars, config))
+    """Leave-one-out checks of every label's painted slices and what fills each label's gaps between painted
+    slices (:func:`chosen_gap_fillers`); ``checks.validation_dice(fillers)`` is the validation Dice of ``adapt``."""
+    checks = leave_one_out(model, exemplar_seeds(exemplars), config.stop, interior_checks(exemplars, config))
     return checks, chosen_gap_fillers(checks, exemplars, config)
 
 
@@ -28,7 +28,17 @@ def gap_fillers(model: SliceModel, exemplars: Exemplars, config: AdaptConfig) ->
     needs: none for ``model``, ``fill`` or ``warp``, those of labels with a gap to fill for ``auto``."""
     scored = _scored_labels(exemplars, config)
     seeds = {label: masks for label, masks in exemplar_seeds(exemplars).items() if label in scored}
-    return chosen_gap_fillers(leave_one_out(model, seeds, config.stop, scored_labels=scored), exemplars, config)
+    return chosen_gap_fillers(leave_one_out(model, seeds, config.stop, interior_checks(exemplars, config)),
+                              exemplars, config)
+
+
+def interior_checks(exemplars: Exemplars, config: AdaptConfig) -> dict[int, tuple[str, ...]]:
+    """Which gap fillers the leave-one-out checks score on each label's painted slices that lie between two
+    others: the configured one for ``fill`` / ``warp``, all three for ``auto``'s labels with a gap to fill, the
+    model otherwise."""
+    if config.between in ("fill", "warp"):
+        return {label: (config.between,) for label in exemplars.labels}
+    return {label: GAP_FILLERS for label in _scored_labels(exemplars, config)}
 
 
 def chosen_gap_fillers(checks: LeaveOneOut, exemplars: Exemplars, config: AdaptConfig) -> dict[int, str]:

@@ -4,7 +4,7 @@ and decide, per structure, what fills the slices between painted ones."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,9 +30,17 @@ class LeaveOneOut:
     fill: dict[int, dict[int, float]] = field(default_factory=dict)
     warp: dict[int, dict[int, float]] = field(default_factory=dict)
 
-    def validation_dice(self) -> dict[int, float]:
-        """Mean held-out Dice of the model per label."""
-        return {label: float(np.mean(list(scores.values()))) for label, scores in self.model.items() if scores}
+    def validation_dice(self, fillers: Mapping[int, str] = {}) -> dict[int, float]:
+        """Mean held-out Dice per label of what segments its unpainted slices: on a held slice between two
+        others, the label's gap filler (``fillers``, the model when not named) where it was scored; elsewhere
+        the model's walk."""
+        dice = {}
+        for label in set(self.model) | set(self.fill) | set(self.warp):
+            between = getattr(self, fillers.get(label, "model")).get(label, {})
+            scores = {**self.model.get(label, {}), **between}
+            if scores:
+                dice[label] = float(np.mean(list(scores.values())))
+        return dice
 
     def best_gap_filler(self, label: int) -> str:
         """Which of :data:`GAP_FILLERS` predicted the held interior slices of ``label`` best (mean Dice; the
@@ -83,18 +91,27 @@ def warp_held_slice(model: SliceModel, seeds: dict[int, np.ndarray], held: int) 
 
 
 def leave_one_out(model: SliceModel, seeds_by_label: dict[int, dict[int, np.ndarray]], rule: StopRule,
-                  scored_labels: Collection[int] = ()) -> LeaveOneOut:
-    """Held-out Dice of every painted slice of labels with >= 2 of them (and of Fill and the registration, for
-    ``scored_labels``, on the slices between two others)."""
+                  interior: Mapping[int, Collection[str]] = {}) -> LeaveOneOut:
+    """Held-out Dice of the painted slices of labels with >= 2 of them. On a slice between two other painted
+    slices each of ``interior[label]`` (names from :data:`GAP_FILLERS`; the model when the label is not named)
+    predicts it from those two; the model also walks to the outer painted slices when it is among them or no
+    painted slice lies between two others (so registration or Fill alone costs no encoding of the slices in
+    the gaps)."""
     result = LeaveOneOut()
+    predictors = {"model": lambda others, held: predict_held_slice(model, others, held, rule) > 0.5,
+                  "fill": lambda others, held: fill_held_slice(others, held),
+                  "warp": lambda others, held: warp_held_slice(model, others, held) > 0.5}
     for label, seeds in seeds_by_label.items():
         if len(seeds) < 2:
             continue
-        result.model[label], result.fill[label], result.warp[label] = {}, {}, {}
+        names = tuple(interior.get(label, ("model",)))
+        inner = [held for held in seeds if min(seeds) < held < max(seeds)]
+        scores = {name: {} for name in GAP_FILLERS}
         for held, truth in seeds.items():
             others = {s: m for s, m in seeds.items() if s != held}
-            result.model[label][held] = mask_dice(predict_held_slice(model, others, held, rule) > 0.5, truth)
-            if label in scored_labels and min(others) < held < max(others):
-                result.fill[label][held] = mask_dice(fill_held_slice(others, held), truth)
-                result.warp[label][held] = mask_dice(warp_held_slice(model, others, held) > 0.5, truth)
+            checked = names if held in inner else (("model",) if "model" in names or not inner else ())
+            for name in checked:
+                scores[name][held] = mask_dice(predictors[name](others, held), truth)
+        for name in GAP_FILLERS:
+            getattr(result, name)[label] = scores[name]
     return result
