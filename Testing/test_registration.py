@@ -46,3 +46,41 @@ def test_nothing_painted_carries_nothing():
     empty = np.zeros((20, 30), bool)
     carried = carry_between(stack, 0, empty, 4, empty)
     assert sorted(carried) == [1, 2, 3] and not any(m.any() for m in carried.values())
+
+
+def test_one_registration_step_carries_a_mask_to_the_next_slice_either_way():
+    from medadapt.slices.registration import carry_next
+
+    centres = [30 + 2 * s for s in range(6)]  # a disc moving right by 2 pixels a slice
+    truth = np.stack([_disc(c) for c in centres])
+    stack = (0.2 + 0.6 * truth).astype(np.float32)
+    assert mask_dice(carry_next(stack, truth[3], 3, +1) > 0.5, truth[4]) > 0.9
+    assert mask_dice(carry_next(stack, truth[3], 3, -1) > 0.5, truth[2]) > 0.9
+    assert mask_dice(truth[3], truth[4]) < 0.9  # so staying in place would not pass
+    assert not carry_next(stack, np.zeros_like(truth[0]), 3, +1).any()
+
+
+def test_an_outward_walk_keeps_inside_the_previous_mask_carried_by_registration(sample, litemedsam):
+    from conftest import LIVER
+
+    from medadapt.config import StopRule
+    from medadapt.io.intensity import intensity_window
+    from medadapt.slices.frame import in_plane_spacing
+    from medadapt.slices.model import SliceModel
+    from medadapt.slices.propagation import SlicePrompts, walk
+    from medadapt.slices.registration import carry_next
+    from medadapt.slices.stack import slice_stack
+
+    image, labels = sample
+    liver = labels.array == LIVER
+    stack = slice_stack(image, 0, intensity_window(image.array, liver))
+    model = SliceModel(litemedsam, stack, in_plane_spacing(image.geometry.spacing, 0))
+    assert StopRule(outward_margin=0.0).outward_margin == 0.0
+    walked = walk(model, 25, liver[25], +1, 28, StopRule(outward_margin=0.0), SlicePrompts(), set())
+    assert sorted(walked) == [26, 27, 28]
+    previous = liver[25]
+    for s in (26, 27, 28):
+        current = walked[s] > 0.5
+        assert current.any() and not (current & ~(carry_next(stack, previous, s - 1, +1) > 0.5)).any()
+        assert mask_dice(current, liver[s]) > 0.8
+        previous = current

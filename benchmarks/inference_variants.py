@@ -27,10 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot import DATA, bin_centre_slices, cases  # noqa: E402
 
 VARIANTS = {
-    "baseline": {"stop": {"reach": None}},
-    "reach0.5": {"stop": {"reach": 0.5}},
-    "reach0.75": {"stop": {"reach": 0.75}},
-    "reach1": {"stop": {"reach": 1.0}},
+    "baseline": {"stop": {"reach": None, "outward_margin": None}},
+    "reach0.5": {"stop": {"reach": 0.5, "outward_margin": None}},
+    "reach0.75": {"stop": {"reach": 0.75, "outward_margin": None}},
+    "reach1": {"stop": {"reach": 1.0, "outward_margin": None}},
+    "contain0": {"stop": {"reach": 0.5, "outward_margin": 0.0}},  # the default since this variant was measured
+    "contain1": {"stop": {"reach": 0.5, "outward_margin": 1.0}},
+    "contain2": {"stop": {"reach": 0.5, "outward_margin": 2.0}},
 }
 """Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields). Also
 measured and dropped (BENCHMARKS.md): comparing an outward walk's first step with the model's own mask of the

@@ -38,25 +38,41 @@ def carry(stack: np.ndarray, mask: np.ndarray, start: int, stop: int, cancel: Ca
     return out
 
 
+def _region(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """Rows and columns of ``mask``'s bounding box grown by half its size on each side (at least 4 pixels),
+    clipped to the slice: where what moves its contour lies. ``None`` for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    grow_r, grow_c = max(4, (rows[-1] - rows[0] + 1) // 2), max(4, (cols[-1] - cols[0] + 1) // 2)
+    return (slice(max(0, rows[0] - grow_r), min(mask.shape[0], rows[-1] + 1 + grow_r)),
+            slice(max(0, cols[0] - grow_c), min(mask.shape[1], cols[-1] + 1 + grow_c)))
+
+
+def carry_next(stack: np.ndarray, mask: np.ndarray, start: int, direction: int) -> np.ndarray:
+    """Soft mask on slice ``start + direction`` of ``stack``: ``mask`` (on slice ``start``) carried by one
+    :func:`register` step, computed on the mask's grown bounding box."""
+    out = np.zeros(mask.shape, np.float32)
+    region = _region(mask)
+    if region is not None:
+        out[region] = carry(stack[(slice(None), *region)], mask[region], start, start + 2 * direction)[start + direction]
+    return out
+
+
 def carry_between(stack: np.ndarray, low: int, low_mask: np.ndarray, high: int, high_mask: np.ndarray,
                   cancel: CancelFlag | None = None) -> dict[int, np.ndarray]:
     """Foreground probability on the slices strictly between painted slices ``low`` and ``high`` of ``stack``:
     both painted masks carried towards each other (:func:`carry`), blended by distance as the model's walks
     are. Registration runs on the masks' joint bounding box grown by half its size on each side (what moves the
     contour lies near it), so large slices cost little."""
-    both = low_mask | high_mask
-    out_shape = stack.shape[1:]
-    if not both.any():
-        return {s: np.zeros(out_shape, np.float32) for s in range(low + 1, high)}
-    rows, cols = np.flatnonzero(both.any(axis=1)), np.flatnonzero(both.any(axis=0))
-    grow_r, grow_c = max(4, (rows[-1] - rows[0] + 1) // 2), max(4, (cols[-1] - cols[0] + 1) // 2)
-    r0, r1 = max(0, rows[0] - grow_r), min(out_shape[0], rows[-1] + 1 + grow_r)
-    c0, c1 = max(0, cols[0] - grow_c), min(out_shape[1], cols[-1] + 1 + grow_c)
-    box = stack[:, r0:r1, c0:c1]
-    up = carry(box, low_mask[r0:r1, c0:c1], low, high, cancel)
-    down = carry(box, high_mask[r0:r1, c0:c1], high, low, cancel)
+    region = _region(low_mask | high_mask)
+    if region is None:
+        return {s: np.zeros(stack.shape[1:], np.float32) for s in range(low + 1, high)}
+    box = stack[(slice(None), *region)]
+    up = carry(box, low_mask[region], low, high, cancel)
+    down = carry(box, high_mask[region], high, low, cancel)
     out = {}
     for s in range(low + 1, high):
-        out[s] = np.zeros(out_shape, np.float32)
-        out[s][r0:r1, c0:c1] = ((high - s) * up[s] + (s - low) * down[s]) / (high - low)
+        out[s] = np.zeros(stack.shape[1:], np.float32)
+        out[s][region] = ((high - s) * up[s] + (s - low) * down[s]) / (high - low)
     return out
