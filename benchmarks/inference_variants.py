@@ -27,19 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot import DATA, bin_centre_slices, cases  # noqa: E402
 
 VARIANTS = {
-    "baseline": {"stop": {"reach": None, "outward_margin": None}},
-    "reach0.5": {"stop": {"reach": 0.5, "outward_margin": None}},
-    "reach0.75": {"stop": {"reach": 0.75, "outward_margin": None}},
-    "reach1": {"stop": {"reach": 1.0, "outward_margin": None}},
-    "contain0": {"stop": {"reach": 0.5, "outward_margin": 0.0}},  # the default since this variant was measured
-    "contain1": {"stop": {"reach": 0.5, "outward_margin": 1.0}},
-    "contain2": {"stop": {"reach": 0.5, "outward_margin": 2.0}},
+    "baseline": {"stop": {"reach": None}},
+    "reach0.5": {"stop": {"reach": 0.5}},
+    "reach0.75": {"stop": {"reach": 0.75}},
+    "reach1": {"stop": {"reach": 1.0}},
 }
 """Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields). Also
 measured and dropped (BENCHMARKS.md): comparing an outward walk's first step with the model's own mask of the
 painted slice (commit e151465's ``StopRule.first_iou_to_model``), and a reach from the cross-section's
 equivalent diameter for one painted slice, and the previous slice's probability as a dense mask prompt in every walk
-(commit a5e344b's variant ``shape``)."""
+(commit a5e344b's variant ``shape``), and each outward slice's mask kept inside the previous one carried by
+registration (commit 690c4e4's variants ``contain0`` / ``contain1``)."""
 
 BETWEEN = ("auto", "model", "fill", "envelope", "fuse", "fuse_auto", "warp")
 """What segments the slices between painted ones, scored for every variant."""

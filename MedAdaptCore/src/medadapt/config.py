@@ -60,11 +60,6 @@ class StopRule:
     painted slices (:func:`medadapt.slices.labels.outward_reach`); ``None``: no limit but this rule's others. The
     painting is read as one slice in each of k equal parts of the structure (as the size prior reads it), so
     the structure ends about half a part beyond the outermost painted slice."""
-    outward_margin: float | None = None
-    """Pixels by which an outward slice's mask may reach beyond the previous slice's mask carried onto it by
-    registration (:func:`medadapt.slices.registration.carry_next`; ``None``: no such bound). Beyond the
-    painting a structure narrows towards its end, and the image says where its contour moves, so the walk
-    keeps inside the carried mask instead of spreading into neighbouring tissue of the same intensity."""
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """Volumetric inference: propagate box prompts slice by slice from the painted slices, in both directions.
 
 Between two exemplars the walks from both ends are blended by distance; beyond the outermost exemplars a
-walk goes on until the structure vanishes or changes too fast, and at most half the painted slices' spacing,
-each mask kept inside the previous one carried onto its slice by registration (see :class:`StopRule`), so
-slices past the last painted one are segmented too.
+walk goes on until the structure vanishes or changes too fast, and at most half the painted slices' spacing
+(see :class:`StopRule`), so slices past the last painted one are segmented too.
 """
 
 from __future__ import annotations
@@ -12,12 +11,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from medadapt.config import StopRule
 from medadapt.progress import check_cancel
 from medadapt.slices.model import SliceModel
-from medadapt.slices.registration import carry_next
 
 
 @dataclass
@@ -46,13 +43,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 1.0
 
 
-def _carried_region(stack: np.ndarray, mask: np.ndarray, start: int, direction: int, margin: float) -> np.ndarray:
-    """Where an outward walk's next mask may lie: ``mask`` carried onto slice ``start + direction`` by
-    registration, grown by ``margin`` pixels."""
-    carried = carry_next(stack, mask, start, direction) > 0.5
-    return ndimage.binary_dilation(carried, iterations=int(round(margin))) if margin >= 1 else carried
-
-
 def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: int, rule: StopRule | None,
          prompts: SlicePrompts, negatives: set[int]) -> dict[int, np.ndarray]:
     """Probabilities of slices ``start + direction`` .. ``end`` (inclusive) from a walk seeded by ``seed``.
@@ -72,9 +62,6 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
         if box is None and points is None:
             break
         probability, _ = model.predict(index, box, points, labels)
-        if rule is not None and rule.outward_margin is not None and points is None:  # a click outranks the bound
-            probability = probability * _carried_region(model.stack, previous, index - direction, direction,
-                                                        rule.outward_margin)
         current = probability > 0.5
         forced = must_reach is not None and (index - must_reach) * direction <= 0
         if rule is not None and not forced:

@@ -49,16 +49,6 @@ def _region(mask: np.ndarray) -> tuple[slice, slice] | None:
             slice(max(0, cols[0] - grow_c), min(mask.shape[1], cols[-1] + 1 + grow_c)))
 
 
-def carry_next(stack: np.ndarray, mask: np.ndarray, start: int, direction: int) -> np.ndarray:
-    """Soft mask on slice ``start + direction`` of ``stack``: ``mask`` (on slice ``start``) carried by one
-    :func:`register` step, computed on the mask's grown bounding box."""
-    out = np.zeros(mask.shape, np.float32)
-    region = _region(mask)
-    if region is not None:
-        out[region] = carry(stack[(slice(None), *region)], mask[region], start, start + 2 * direction)[start + direction]
-    return out
-
-
 def carry_between(stack: np.ndarray, low: int, low_mask: np.ndarray, high: int, high_mask: np.ndarray,
                   cancel: CancelFlag | None = None) -> dict[int, np.ndarray]:
     """Foreground probability on the slices strictly between painted slices ``low`` and ``high`` of ``stack``:
