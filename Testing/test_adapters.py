@@ -41,3 +41,24 @@ def test_training_changes_only_the_adapter(sample):
             assert torch.equal(p, base[original]), f"{name} changed"
     assert any(not torch.equal(p, lora_b_before[n]) for n, p in backend.named_parameters() if "lora_B" in n)
     assert not backend.image_encoder.training  # frozen batch-norm statistics kept
+
+
+def test_the_model_trains_briefly_only_when_it_segments_just_the_ends(sample):
+    from medadapt.config import AdaptConfig
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.methods.lora import training_iterations
+    from medadapt.options import AdaptOptions, build_config
+
+    image, labels = sample
+    two_labels = find_exemplars(image, labels, axis=0, slices=[12, 18], labels=[LIVER, 1])
+    one_slice = find_exemplars(image, labels, axis=0, slices=[15], labels=[LIVER])
+    default = AdaptConfig()
+    assert (default.train.ends_iterations, default.train.iterations) == (25, 100)
+    assert training_iterations(default, two_labels, clicks=False) == 25  # registration fills the gaps
+    assert training_iterations(AdaptConfig(between="fill"), two_labels, clicks=False) == 25
+    assert training_iterations(default, two_labels, clicks=True) == 100  # the model also walks from clicks
+    assert training_iterations(default, one_slice, clicks=False) == 100  # and from a single painted slice
+    for between in ("model", "auto"):
+        assert training_iterations(AdaptConfig(between=between), two_labels, clicks=False) == 100
+    asked = build_config(AdaptOptions(iterations=40))
+    assert training_iterations(asked, two_labels, clicks=False) == training_iterations(asked, one_slice, False) == 40

@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "patient data)")
     adapt.add_argument("--reference", help="reference label map: print Dice and HD95 on the slices not given")
     adapt.add_argument("--seed", type=int, default=0)
-    adapt.add_argument("--iterations", type=int, help="training iterations (default 100; FSEFT heads 200)")
+    adapt.add_argument("--iterations", type=int,
+                       help="training iterations (default: 25 when every structure is painted on 2+ slices and "
+                            "registration or Fill takes the gaps, else 100; FSEFT heads 200)")
     adapt.add_argument("--rank", type=int, help="LoRA rank (default 4)")
     adapt.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6; 2D models only)")
     adapt.add_argument("--between", choices=("warp", "auto", "model", "fill"),
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the main job on the bundled sample CT")
     demo.add_argument("--out", default="medadapt-demo", help="output folder (default ./medadapt-demo)")
     demo.add_argument("--data", help="folder holding the sample (default: the one installed with medadapt)")
-    demo.add_argument("--iterations", type=int, help="LoRA training iterations (default 100)")
+    demo.add_argument("--iterations", type=int, help="LoRA training iterations (default 25: three painted slices, registration between them)")
     demo.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6)")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--quiet", action="store_true")

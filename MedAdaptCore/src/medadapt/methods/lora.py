@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -79,13 +81,26 @@ def training_set(model: SliceModel, exemplars: Exemplars, config: AdaptConfig, r
     return frames, frame_masks, torch.cat(embeddings)
 
 
+def training_iterations(config: AdaptConfig, exemplars: Exemplars, clicks: bool) -> int:
+    """``config.train.ends_iterations`` when the model segments only the ends beyond the outermost painted
+    slices (every label painted on >= 2 slices, no clicks, registration or Fill in every gap between painted
+    slices), else ``config.train.iterations``: the adapted model is trained as long as its part of the volume
+    needs (BENCHMARKS.md, "How much training the default needs")."""
+    ends_only = (config.between in ("warp", "fill") and not clicks
+                 and all(len(exemplars.label_slices[label]) >= 2 for label in exemplars.labels))
+    if ends_only and config.train.ends_iterations is not None:
+        return config.train.ends_iterations
+    return config.train.iterations
+
+
 def adapt_lora(run: AdaptRun) -> AdaptResult:
     """``lora``: LoRA adapters trained on the painted slices and their synthetic variations (and a seed head
     when ``config.head.seed_head`` asks for one), then propagation with the adapted model."""
     add_lora(run.backend, run.config.adapter)
     frames, masks, embeddings = training_set(run.model, run.exemplars, run.config, run.rng, run.progress, run.cancel,
                                              run.encoder_frozen)
-    losses = train(run.backend, frames, masks, run.config.train, run.rng, embeddings, run.progress, run.cancel)
+    schedule = replace(run.config.train, iterations=training_iterations(run.config, run.exemplars, bool(run.points)))
+    losses = train(run.backend, frames, masks, schedule, run.rng, embeddings, run.progress, run.cancel)
     if not run.encoder_frozen:
         run.model.forget_embeddings()
     heads = None
