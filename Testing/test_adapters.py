@@ -53,12 +53,14 @@ def test_the_model_trains_briefly_only_when_it_segments_just_the_ends(sample):
     two_labels = find_exemplars(image, labels, axis=0, slices=[12, 18], labels=[LIVER, 1])
     one_slice = find_exemplars(image, labels, axis=0, slices=[15], labels=[LIVER])
     default = AdaptConfig()
-    assert (default.train.ends_iterations, default.train.iterations) == (25, 100)
+    assert (default.train.iterations, default.train.ends_iterations, default.train.full_iterations) == (None, 25, 100)
     assert training_iterations(default, two_labels, clicks=False) == 25  # registration fills the gaps
     assert training_iterations(AdaptConfig(between="fill"), two_labels, clicks=False) == 25
     assert training_iterations(default, two_labels, clicks=True) == 100  # the model also walks from clicks
     assert training_iterations(default, one_slice, clicks=False) == 100  # and from a single painted slice
     for between in ("model", "auto"):
         assert training_iterations(AdaptConfig(between=between), two_labels, clicks=False) == 100
-    asked = build_config(AdaptOptions(iterations=40))
-    assert training_iterations(asked, two_labels, clicks=False) == training_iterations(asked, one_slice, False) == 40
+    asked = build_config(AdaptOptions(iterations=40))  # --iterations 40, or the same number in Slicer
+    set_in_code = AdaptConfig(train=TrainConfig(iterations=40))
+    for config in (asked, set_in_code):
+        assert training_iterations(config, two_labels, False) == training_iterations(config, one_slice, False) == 40

@@ -89,13 +89,15 @@ class SynthesisConfig:
 class TrainConfig:
     """Optimisation settings: AdamW with linear warm-up then cosine decay, loss CE + ``dice_weight`` x Dice."""
 
-    iterations: int = 100
+    iterations: int | None = None
+    """Training iterations; ``None``: as many as the model's part of the volume needs (``full_iterations`` or
+    ``ends_iterations``, :func:`medadapt.methods.lora.training_iterations`)."""
+    full_iterations: int = 100
     """Iterations when the model segments whole stretches of the structure (a label painted on one slice, point
     prompts, or ``between`` ``model`` / ``auto``)."""
-    ends_iterations: int | None = 25
+    ends_iterations: int = 25
     """Iterations when the model segments only the ends beyond the outermost painted slices: every label painted
-    on two or more slices, no point prompts, and registration or Fill taking every gap between painted slices
-    (:func:`medadapt.methods.lora.training_iterations`); ``None``: always ``iterations``."""
+    on two or more slices, no point prompts, and registration or Fill taking every gap between painted slices."""
     batch_size: int = 4
     learning_rate: float = 5e-4
     weight_decay: float = 0.01

@@ -71,6 +71,4 @@ def build_config(options: AdaptOptions) -> AdaptConfig:
                                  (options.synthetic, config.synthesis, "per_exemplar")):
         if value is not None:
             setattr(target, field, value)
-    if options.iterations is not None:
-        config.train.ends_iterations = None  # the number asked for, whatever the model segments
     return config

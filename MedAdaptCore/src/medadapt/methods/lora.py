@@ -82,15 +82,16 @@ def training_set(model: SliceModel, exemplars: Exemplars, config: AdaptConfig, r
 
 
 def training_iterations(config: AdaptConfig, exemplars: Exemplars, clicks: bool) -> int:
-    """``config.train.ends_iterations`` when the model segments only the ends beyond the outermost painted
-    slices (every label painted on >= 2 slices, no clicks, registration or Fill in every gap between painted
-    slices), else ``config.train.iterations``: the adapted model is trained as long as its part of the volume
-    needs (BENCHMARKS.md, "How much training the default needs")."""
+    """``config.train.iterations`` when set; else ``ends_iterations`` when the model segments only the ends
+    beyond the outermost painted slices (every label painted on >= 2 slices, no clicks, registration or Fill in
+    every gap between painted slices) and ``full_iterations`` otherwise: the adapted model is trained as long as
+    its part of the volume needs (BENCHMARKS.md, "How much training the default needs")."""
+    train = config.train
+    if train.iterations is not None:
+        return train.iterations
     ends_only = (config.between in ("warp", "fill") and not clicks
                  and all(len(exemplars.label_slices[label]) >= 2 for label in exemplars.labels))
-    if ends_only and config.train.ends_iterations is not None:
-        return config.train.ends_iterations
-    return config.train.iterations
+    return train.ends_iterations if ends_only else train.full_iterations
 
 
 def adapt_lora(run: AdaptRun) -> AdaptResult:
