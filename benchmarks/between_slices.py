@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fewshot import DATA, cases  # noqa: E402
-from inference_variants import painted_slices  # noqa: E402
+from fewshot import cases  # noqa: E402
+from inference_variants import painted_case  # noqa: E402
 
 VARIANTS = {
     "fill": {},
@@ -63,17 +63,10 @@ def filled(variant: str, stack: np.ndarray, exemplars, painted_masks: np.ndarray
 def run_case(case: str, k: int, placement: str, variants: list[str]) -> dict:
     """Dice of each variant on the unpainted slices between the outermost painted ones."""
     from medadapt.evaluation.metrics import mask_dice
-    from medadapt.io.exemplars import find_exemplars
     from medadapt.io.intensity import intensity_window
-    from medadapt.io.volume import read_volume
     from medadapt.slices.stack import slice_stack
 
-    image_path, label_path, label = cases()[case]
-    image = read_volume(DATA / image_path)
-    reference = read_volume(DATA / label_path, label=True)
-    target = (reference.array == label).astype(np.int16)
-    slices = painted_slices(target, k, placement, case)
-    exemplars = find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
+    image, target, slices, exemplars = painted_case(case, k, placement)
     painted = np.zeros(target.shape, bool)
     painted[slices] = target[slices] > 0
     stack = slice_stack(image, 0, intensity_window(image.array, painted))
@@ -97,12 +90,14 @@ def table(paths: list[Path]) -> None:
         print(f"| {r['case']} | {r['k']} | {r['placement']} | "
               + " | ".join("–" if r.get(v) is None else f"{r[v]:.3f}" for v in variants) + " |")
     for key in sorted({(r["k"], r["placement"]) for r in rows}):
-        group = [r for r in rows if (r["k"], r["placement"]) == key and all(r.get(v) is not None for v in variants)]
-        means = " | ".join(f"{np.mean([r[v] for r in group]):.3f}" for v in variants)
-        below = " | ".join(str(sum(r[v] < r["fill"] - 0.01 for r in group)) if "fill" in variants else "–"
-                           for v in variants)
-        print(f"| **mean ({len(group)})** | {key[0]} | {key[1]} | {means} |")
-        print(f"| below Fill by > 0.01 | {key[0]} | {key[1]} | {below} |")
+        group = [r for r in rows if (r["k"], r["placement"]) == key]
+        means, below = [], []
+        for v in variants:
+            scored = [r for r in group if r.get(v) is not None]
+            means.append(f"{np.mean([r[v] for r in scored]):.3f} ({len(scored)})" if scored else "–")
+            below.append(str(sum(r[v] < r["fill"] - 0.01 for r in scored if r.get("fill") is not None)))
+        print(f"| **mean (cases)** | {key[0]} | {key[1]} | " + " | ".join(means) + " |")
+        print(f"| below Fill by > 0.01 | {key[0]} | {key[1]} | " + " | ".join(below) + " |")
 
 
 def main() -> None:

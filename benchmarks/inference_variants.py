@@ -54,6 +54,19 @@ def painted_slices(target: np.ndarray, k: int, placement: str, case: str) -> lis
                    for i in range(k)})
 
 
+def painted_case(case: str, k: int, placement: str):
+    """(image, target mask, painted slices, exemplars) of ``case`` painted on k slices at ``placement``."""
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.io.volume import read_volume
+
+    image_path, label_path, label = cases()[case]
+    image = read_volume(DATA / image_path)
+    reference = read_volume(DATA / label_path, label=True)
+    target = (reference.array == label).astype(np.int16)
+    slices = painted_slices(target, k, placement, case)
+    return image, target, slices, find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
+
+
 def adapted(case: str, k: int, placement: str, cache_dir: Path):
     """(image, exemplars, target, slices, backend, window, embeddings, Fill's labels, baseline facts, cache
     path) of the model adapted on the k ``placement`` slices, adapting and caching on the first call."""
@@ -64,17 +77,10 @@ def adapted(case: str, k: int, placement: str, cache_dir: Path):
     from medadapt.slices.fill import fill_between_slices
     from medadapt.config import AdaptConfig
     from medadapt.options import AdaptOptions, build_config
-    from medadapt.io.exemplars import find_exemplars
     from medadapt.evaluation.metrics import evaluate
     from medadapt.pipeline import EmbeddingCache, adapt
-    from medadapt.io.volume import read_volume
 
-    image_path, label_path, label = cases()[case]
-    image = read_volume(DATA / image_path)
-    reference = read_volume(DATA / label_path, label=True)
-    target = (reference.array == label).astype(np.int16)
-    slices = painted_slices(target, k, placement, case)
-    exemplars = find_exemplars(image, reference.with_array(target), axis=0, slices=slices)
+    image, target, slices, exemplars = painted_case(case, k, placement)
     path = cache_dir / f"{case.replace('/', '_')}_k{k}_{placement}.pt"
     if path.exists():
         saved = torch.load(path, weights_only=True)
