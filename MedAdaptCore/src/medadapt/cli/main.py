@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the main job on the bundled sample CT")
     demo.add_argument("--out", default="medadapt-demo", help="output folder (default ./medadapt-demo)")
     demo.add_argument("--data", help="folder holding the sample (default: the one installed with medadapt)")
-    demo.add_argument("--iterations", type=int, help="LoRA training iterations (default 25: three painted slices, registration between them)")
+    demo.add_argument("--iterations", type=int,
+                      help="LoRA training iterations (default 25: three painted slices, registration between them)")
     demo.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6)")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--quiet", action="store_true")
