@@ -30,13 +30,12 @@ VARIANTS = {
     "warp-it100": {"ITERATIONS": 100},
     "warp-s1": {"SMOOTHING_PIXELS": 1.0},
     "warp-s2.5": {"SMOOTHING_PIXELS": 2.5},
-    "warp+fill": {},
 }
-"""Gap fillers compared: Fill, registration with its defaults or with changed module constants of
-:mod:`medadapt.slices.registration`, and the mean of the two (``warp+fill``)."""
+"""Gap fillers compared: Fill, and registration with its defaults or with changed module constants of
+:mod:`medadapt.slices.registration`."""
 
 
-def filled(variant: str, stack: np.ndarray, exemplars, painted_masks: np.ndarray) -> np.ndarray:
+def filled(variant: str, stack: np.ndarray, exemplars) -> np.ndarray:
     """(slices, rows, cols) foreground probability from ``variant`` in every gap between painted slices."""
     from medadapt.slices import registration
     from medadapt.slices.between import fill_gaps
@@ -48,8 +47,6 @@ def filled(variant: str, stack: np.ndarray, exemplars, painted_masks: np.ndarray
     empty = np.zeros(stack.shape, np.float32)
     if variant == "fill":
         return fill_gaps(empty, Model, exemplars, 1, "fill")
-    if variant == "warp+fill":
-        return 0.5 * (fill_gaps(empty, Model, exemplars, 1, "fill") + fill_gaps(empty, Model, exemplars, 1, "warp"))
     saved = {name: getattr(registration, name) for name in VARIANTS[variant]}
     try:
         for name, value in VARIANTS[variant].items():
@@ -74,7 +71,7 @@ def run_case(case: str, k: int, placement: str, variants: list[str]) -> dict:
     row = {"case": case, "k": k, "placement": placement, "slices": slices, "between": len(between)}
     for variant in variants:
         started = time.monotonic()
-        probability = filled(variant, stack, exemplars, painted)
+        probability = filled(variant, stack, exemplars)
         row[variant] = round(mask_dice(probability[between] > 0.5, target[between] > 0), 4) if between else None
         row[f"{variant}_s"] = round(time.monotonic() - started, 2)
     return row
