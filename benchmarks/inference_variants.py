@@ -31,6 +31,14 @@ VARIANTS = {
     "reach0.5": {"stop": {"reach": 0.5}},
     "reach0.75": {"stop": {"reach": 0.75}},
     "reach1": {"stop": {"reach": 1.0}},
+    "taper1.0": {"stop": {"reach": 0.5, "taper_growth": 1.0, "taper_containment": True}},
+    "taper1.1": {"stop": {"reach": 0.5, "taper_growth": 1.1, "taper_containment": True}},
+    "grow1.0": {"stop": {"reach": 0.5, "taper_growth": 1.0}},
+    "grow1.1": {"stop": {"reach": 0.5, "taper_growth": 1.1}},
+    "grow1.25": {"stop": {"reach": 0.5, "taper_growth": 1.25}},
+    "contain": {"stop": {"reach": 0.5, "taper_containment": True}},
+    "shrink": {"stop": {"reach": 0.5, "shrink_containment": True}},
+    "grow1.1shrink": {"stop": {"reach": 0.5, "taper_growth": 1.1, "shrink_containment": True}},
 }
 """Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields). Also
 measured and dropped (BENCHMARKS.md): comparing an outward walk's first step with the model's own mask of the

@@ -33,7 +33,7 @@ class StageClock:
         self.last = now
 
 
-def run_case(case: str, k: int, grid: list[tuple[int, int]], changes: dict | None = None) -> list[dict]:
+def run_case(case: str, k: int, grid: list[tuple[int | None, int]], changes: dict | None = None) -> list[dict]:
     """One row per (iterations, synthetic) for ``case`` painted on k bin-centre slices, with ``changes`` to the
     top-level :class:`AdaptConfig` fields."""
     from dataclasses import replace
@@ -69,7 +69,7 @@ def main() -> None:
                                                        "brats/pat0005/edema_flair", "ct_abdomen_ts/kidney_right"])
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--grid", nargs="+", default=["25x2", "50x2", "50x6", "100x6"],
-                        help="ITERATIONSxSYNTHETIC pairs")
+                        help="ITERATIONSxSYNTHETIC pairs; ITERATIONS 'auto' is the default's own choice")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                         help="change top-level AdaptConfig fields, e.g. focus_margin=0.5 shape_prompt=true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training_budget.jsonl"))
@@ -77,7 +77,7 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
     changes = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.set)}
-    grid = [tuple(int(v) for v in cell.split("x")) for cell in args.grid]
+    grid = [tuple(None if v == "auto" else int(v) for v in cell.split("x")) for cell in args.grid]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for case in args.cases:
         for row in run_case(case, args.k, grid, changes):

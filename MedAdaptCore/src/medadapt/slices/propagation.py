@@ -43,12 +43,20 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 1.0
 
 
+def _contained(previous: np.ndarray, current: np.ndarray) -> float:
+    area = np.count_nonzero(current)
+    return np.count_nonzero(previous & current) / area if area else 1.0
+
+
 def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: int, rule: StopRule | None,
-         prompts: SlicePrompts, negatives: set[int]) -> dict[int, np.ndarray]:
+         prompts: SlicePrompts, negatives: set[int], tapering: bool = False) -> dict[int, np.ndarray]:
     """Probabilities of slices ``start + direction`` .. ``end`` (inclusive) from a walk seeded by ``seed``.
 
-    With ``rule`` the walk stops early when the structure vanishes; without, it runs to ``end``.
+    With ``rule`` the walk stops early when the structure vanishes; without, it runs to ``end``. A
+    ``tapering`` walk follows ``rule.taper_growth`` (see :class:`StopRule`).
     """
+    growth = rule.taper_growth if tapering and rule is not None and rule.taper_growth else None
+    containment = tapering and rule is not None and rule.taper_containment
     out = {}
     previous = seed.astype(bool)
     seed_area = max(1, np.count_nonzero(seed))
@@ -67,8 +75,11 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
         if rule is not None and not forced:
             area = np.count_nonzero(current)
             too_small = area < rule.min_area_fraction * seed_area
-            grows = rule.max_growth is not None and area > rule.max_growth * np.count_nonzero(previous)
-            if too_small or grows or _iou(previous, current) < rule.min_iou:
+            limit = growth or rule.max_growth
+            grows = limit is not None and area > limit * np.count_nonzero(previous)
+            shrinks = rule.shrink_containment and area <= np.count_nonzero(previous)
+            agreement = _contained(previous, current) if containment or shrinks else _iou(previous, current)
+            if too_small or grows or agreement < rule.min_iou:
                 break
         out[index] = probability
         previous = current
@@ -112,6 +123,9 @@ def propagate(model: SliceModel, seeds: dict[int, np.ndarray], rule: StopRule, p
             end = min(end, limit) if direction > 0 else max(end, limit)
         if start == end:
             continue
-        for index, p in walk(model, start, seeds[start], direction, end, rule, prompts, negatives).items():
+        tapering = len(order) > 1 and (np.count_nonzero(seeds[start])
+                                       < np.count_nonzero(seeds[order[1] if direction < 0 else order[-2]]))
+        for index, p in walk(model, start, seeds[start], direction, end, rule, prompts, negatives,
+                             tapering).items():
             probability[index] = p
     return probability
