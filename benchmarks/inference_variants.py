@@ -27,25 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot import DATA, bin_centre_slices, cases  # noqa: E402
 
 VARIANTS = {
-    "baseline": {"stop": {"reach": None}},
-    "reach0.5": {"stop": {"reach": 0.5}},
-    "reach0.75": {"stop": {"reach": 0.75}},
-    "reach1": {"stop": {"reach": 1.0}},
-    "taper1.0": {"stop": {"reach": 0.5, "taper_growth": 1.0, "taper_containment": True}},
-    "taper1.1": {"stop": {"reach": 0.5, "taper_growth": 1.1, "taper_containment": True}},
-    "grow1.0": {"stop": {"reach": 0.5, "taper_growth": 1.0}},
+    "baseline": {"stop": {"reach": None, "taper_growth": None}},
+    "reach0.5": {"stop": {"reach": 0.5, "taper_growth": None}},
+    "reach0.75": {"stop": {"reach": 0.75, "taper_growth": None}},
+    "reach1": {"stop": {"reach": 1.0, "taper_growth": None}},
     "grow1.1": {"stop": {"reach": 0.5, "taper_growth": 1.1}},
     "grow1.25": {"stop": {"reach": 0.5, "taper_growth": 1.25}},
-    "contain": {"stop": {"reach": 0.5, "taper_containment": True}},
-    "shrink": {"stop": {"reach": 0.5, "shrink_containment": True}},
-    "grow1.1shrink": {"stop": {"reach": 0.5, "taper_growth": 1.1, "shrink_containment": True}},
 }
 """Variant name -> changes to the default :class:`AdaptConfig` (``stop``: :class:`StopRule` fields). Also
 measured and dropped (BENCHMARKS.md): comparing an outward walk's first step with the model's own mask of the
 painted slice (commit e151465's ``StopRule.first_iou_to_model``), and a reach from the cross-section's
 equivalent diameter for one painted slice, and the previous slice's probability as a dense mask prompt in every walk
 (commit a5e344b's variant ``shape``), and each outward slice's mask kept inside the previous one carried by
-registration (commit 690c4e4's variants ``contain0`` / ``contain1``)."""
+registration (commit 690c4e4's variants ``contain0`` / ``contain1``), and, where the painting narrows or the mask shrinks,
+containment in place of IoU (commit d100c98's ``taper1.0`` / ``taper1.1`` / ``contain`` / ``shrink``). ``grow1.1``
+is the default (``StopRule.taper_growth``)."""
 
 BETWEEN = ("auto", "model", "fill", "envelope", "fuse", "fuse_auto", "warp")
 """What segments the slices between painted ones, scored for every variant."""
@@ -167,7 +163,8 @@ def fuse(probability: np.ndarray, painted: np.ndarray, gaps, spacing_rc) -> np.n
     return out
 
 
-def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[str], train_k: int) -> dict:
+def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[str], train_k: int,
+             betweens: tuple[str, ...] = BETWEEN) -> dict:
     """Dice on the hidden slices of every variant x between-choice for one case painted on k slices at
     ``placement``, segmented by the model adapted on ``train_k`` bin-centre slices (the variants compare
     inference rules; a model adapted on other slices of the same structure is a shared, slightly optimistic
@@ -199,6 +196,7 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
     painted = exemplars.label_slices[1]
     all_gaps = fillable_gaps(painted, None)
     short_gaps = fillable_gaps(painted, fill_max_gap(exemplars, AdaptConfig()))
+    carried = None
     for name in variants:
         change = VARIANTS[name]
         config = replace(AdaptConfig(), stop=replace(AdaptConfig().stop, **change.get("stop", {})),
@@ -206,10 +204,16 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
         started = time.monotonic()
         probability = label_probabilities(model, exemplars, exemplar_seeds(exemplars), config, {})[1]
         scores = {}
-        for between in BETWEEN:
+        for between in betweens:
             if between == "model" or len(painted) < 2:
                 p = probability
-            elif between in ("fill", "warp"):
+            elif between == "warp":  # registration does not depend on the variant: carried once per case
+                if carried is None:
+                    carried = fill_gaps(np.zeros_like(probability), model, exemplars, 1, "warp", None)
+                p = probability.copy()
+                for low, high in all_gaps:
+                    p[low + 1:high] = carried[low + 1:high]
+            elif between == "fill":
                 p = fill_gaps(probability, model, exemplars, 1, between, None)
             elif between == "auto":
                 p = fill_gaps(probability, model, exemplars, 1, fillers[1], fill_max_gap(exemplars, AdaptConfig())) \
@@ -270,6 +274,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference_variants.jsonl"))
     parser.add_argument("--table", type=Path, nargs="+", help="print the table of these results files and exit")
     parser.add_argument("--between", default="auto", choices=BETWEEN, help="which between-choice --table shows")
+    parser.add_argument("--score", nargs="+", default=list(BETWEEN), choices=BETWEEN,
+                        help="the between-choices each variant is scored with (registration is slow on large structures)")
     args = parser.parse_args()
     if args.table:
         table(args.table, args.between)
@@ -279,12 +285,12 @@ def main() -> None:
     for case in args.cases or list(cases()):
         for placement in args.placement:
             for k in args.k:
-                row = run_case(case, k, placement, args.cache, args.variants, args.train_k)
+                row = run_case(case, k, placement, args.cache, args.variants, args.train_k, tuple(args.score))
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 with args.out.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 print(f"{case:32s} k={k} {placement:6s} fill={row.get('fill')} " + " ".join(
-                    f"{v}={row[v]['auto']:.3f}/{row[v]['envelope']:.3f}" for v in args.variants), flush=True)
+                    f"{v}=" + "/".join(f"{row[v][b]:.3f}" for b in args.score) for v in args.variants), flush=True)
 
 
 if __name__ == "__main__":

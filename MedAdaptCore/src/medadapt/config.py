@@ -60,15 +60,12 @@ class StopRule:
     painted slices (:func:`medadapt.slices.labels.outward_reach`); ``None``: no limit but this rule's others. The
     painting is read as one slice in each of k equal parts of the structure (as the size prior reads it), so
     the structure ends about half a part beyond the outermost painted slice."""
-    taper_growth: float | None = None
+    taper_growth: float | None = 1.1
     """At an end where the painting narrows (the outermost painted cross-section is smaller than the next one
-    in), the walk continues that taper: it stops at the first slice whose mask is more than ``taper_growth``
-    times the previous slice's. ``None``: not applied."""
-    taper_containment: bool = False
-    """At such an end, check each mask against the previous one by containment (the share of the mask inside
-    the previous one) instead of IoU, since a tapering section shrinks."""
-    shrink_containment: bool = False
-    """On every outward walk, check a mask no larger than the previous one by containment instead of IoU."""
+    in), the walk continues that taper: it stops before the first slice whose mask is more than
+    ``taper_growth`` times the previous slice's (a structure narrowing towards its end does not widen again: a
+    growing mask has run into neighbouring tissue of the same intensity; 10 % allows for the model's mask and
+    a painted one differing a little). ``None``: not applied."""
 
 
 @dataclass

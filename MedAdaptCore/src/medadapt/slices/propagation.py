@@ -1,8 +1,9 @@
 """Volumetric inference: propagate box prompts slice by slice from the painted slices, in both directions.
 
 Between two exemplars the walks from both ends are blended by distance; beyond the outermost exemplars a
-walk goes on until the structure vanishes or changes too fast, and at most half the painted slices' spacing
-(see :class:`StopRule`), so slices past the last painted one are segmented too.
+walk goes on until the structure vanishes or changes too fast, or where the painting narrows towards that end,
+widens, and at most half the painted slices' spacing (see :class:`StopRule`), so slices past the last painted
+one are segmented too.
 """
 
 from __future__ import annotations
@@ -43,11 +44,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 1.0
 
 
-def _contained(previous: np.ndarray, current: np.ndarray) -> float:
-    area = np.count_nonzero(current)
-    return np.count_nonzero(previous & current) / area if area else 1.0
-
-
 def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: int, rule: StopRule | None,
          prompts: SlicePrompts, negatives: set[int], tapering: bool = False) -> dict[int, np.ndarray]:
     """Probabilities of slices ``start + direction`` .. ``end`` (inclusive) from a walk seeded by ``seed``.
@@ -55,8 +51,7 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
     With ``rule`` the walk stops early when the structure vanishes; without, it runs to ``end``. A
     ``tapering`` walk follows ``rule.taper_growth`` (see :class:`StopRule`).
     """
-    growth = rule.taper_growth if tapering and rule is not None and rule.taper_growth else None
-    containment = tapering and rule is not None and rule.taper_containment
+    growth = rule.taper_growth if tapering and rule is not None else None
     out = {}
     previous = seed.astype(bool)
     seed_area = max(1, np.count_nonzero(seed))
@@ -77,9 +72,7 @@ def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: i
             too_small = area < rule.min_area_fraction * seed_area
             limit = growth or rule.max_growth
             grows = limit is not None and area > limit * np.count_nonzero(previous)
-            shrinks = rule.shrink_containment and area <= np.count_nonzero(previous)
-            agreement = _contained(previous, current) if containment or shrinks else _iou(previous, current)
-            if too_small or grows or agreement < rule.min_iou:
+            if too_small or grows or _iou(previous, current) < rule.min_iou:
                 break
         out[index] = probability
         previous = current
