@@ -24,13 +24,12 @@ def hourglass():
     rng = np.random.default_rng(0)
     image = (rng.normal(40, 8, disc.shape) + 120 * disc).astype(np.int16)
     geometry = Geometry((size, size, depth), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
-    labels = Volume(disc.astype(np.int16), geometry)
-    return Volume(image, geometry), disc, find_exemplars(Volume(image, geometry), labels, axis=0,
-                                                         slices=[WAIST, WIDE])
+    volume = Volume(image, geometry)
+    return volume, find_exemplars(volume, Volume(disc.astype(np.int16), geometry), axis=0, slices=[WAIST, WIDE])
 
 
 def _covered(hourglass, cache, **stop) -> np.ndarray:
-    image, _, exemplars = hourglass
+    image, exemplars = hourglass
     config = AdaptConfig(method="zero-shot", device="cpu")
     for field, value in stop.items():
         setattr(config.stop, field, value)
