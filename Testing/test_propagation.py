@@ -1,5 +1,5 @@
 """Outward walks with the real LiteMedSAM on a synthetic volume: where the painting narrows, a walk whose mask
-grows stops; where it widens, the walk goes on."""
+grows stops; where it widens, the walk goes on. The leave-one-out check walks the same way."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,13 @@ from medadapt.io.exemplars import find_exemplars
 from medadapt.io.volume import Geometry, Volume
 from medadapt.pipeline import EmbeddingCache, adapt
 
-WAIST, WIDE = 12, 20
+WAIST, WIDE, BELOW = 12, 20, 4
+
+
+@pytest.fixture(scope="module")
+def cache():
+    """Slice embeddings shared by the tests (the volume is encoded once)."""
+    return EmbeddingCache()
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +31,36 @@ def hourglass():
     image = (rng.normal(40, 8, disc.shape) + 120 * disc).astype(np.int16)
     geometry = Geometry((size, size, depth), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
     volume = Volume(image, geometry)
-    return volume, find_exemplars(volume, Volume(disc.astype(np.int16), geometry), axis=0, slices=[WAIST, WIDE])
+    return volume, Volume(disc.astype(np.int16), geometry)
+
+
+def _adapt(hourglass, cache, slices, between="warp", **stop):
+    image, truth = hourglass
+    config = AdaptConfig(method="zero-shot", device="cpu", between=between)
+    for field, value in stop.items():
+        setattr(config.stop, field, value)
+    return adapt(image, find_exemplars(image, truth, axis=0, slices=slices), config, cache=cache)
 
 
 def _covered(hourglass, cache, **stop) -> np.ndarray:
-    image, exemplars = hourglass
-    config = AdaptConfig(method="zero-shot", device="cpu")
-    for field, value in stop.items():
-        setattr(config.stop, field, value)
-    return np.flatnonzero(adapt(image, exemplars, config, cache=cache).segmentation.array.any(axis=(1, 2)))
+    result = _adapt(hourglass, cache, [WAIST, WIDE], **stop)
+    return np.flatnonzero(result.segmentation.array.any(axis=(1, 2)))
 
 
-def test_a_walk_stops_where_it_grows_beyond_a_narrowing_end(hourglass):
-    cache = EmbeddingCache()
+def test_a_walk_stops_where_it_grows_beyond_a_narrowing_end(hourglass, cache):
     free = _covered(hourglass, cache, taper_growth=None)
     tapered = _covered(hourglass, cache)
     reach = 4  # half the 8-slice spacing of the painting
     assert free.min() < WAIST, "without the taper rule the walk follows the widening disc below the waist"
     assert tapered.min() == WAIST, "the painting narrows towards the waist: a growing mask beyond it stops"
     assert tapered.max() == free.max() == WIDE + reach, "the wide end widens in the painting: its walk goes on"
+
+
+def test_the_held_out_check_walks_as_adapt_does(hourglass, cache):
+    """Painted below, at and above the waist: holding out an outer slice leaves the waist as the outermost
+    painted slice, narrower than the other, so the held-out walk follows the taper rule as Adapt's would and
+    stops in the widening disc (a low validation Dice, where the free walk reaches the held slice)."""
+    free = _adapt(hourglass, cache, [BELOW, WAIST, WIDE], between="model", taper_growth=None).validation_dice[1]
+    tapered = _adapt(hourglass, cache, [BELOW, WAIST, WIDE], between="model").validation_dice[1]
+    assert free > 0.8, "the walks follow the disc to the held-out slices"
+    assert tapered < free - 0.4, "the held-out ends lie beyond a narrowing painting: their walks stop"

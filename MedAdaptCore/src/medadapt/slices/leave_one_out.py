@@ -13,7 +13,7 @@ from medadapt.config import StopRule
 from medadapt.evaluation.metrics import mask_dice
 from medadapt.slices.fill import interpolate_mask
 from medadapt.slices.model import SliceModel
-from medadapt.slices.propagation import SlicePrompts, walk
+from medadapt.slices.propagation import SlicePrompts, narrows_towards, walk
 from medadapt.slices.registration import carry_between
 
 GAP_FILLERS = ("model", "fill", "warp")
@@ -66,7 +66,9 @@ def predict_held_slice(model: SliceModel, seeds: dict[int, np.ndarray], held: in
         weight = (high - held) / (high - low)
         return weight * up.get(held, probability) + (1 - weight) * down.get(held, probability)
     start, direction = (max(below), +1) if below else (min(above), -1)
-    return walk(model, start, seeds[start], direction, held, rule, SlicePrompts(), set()).get(held, probability)
+    tapering = narrows_towards(seeds, start, direction)
+    return walk(model, start, seeds[start], direction, held, rule, SlicePrompts(), set(), tapering).get(held,
+                                                                                                     probability)
 
 
 def fill_held_slice(seeds: dict[int, np.ndarray], held: int) -> np.ndarray:

@@ -44,6 +44,17 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 1.0
 
 
+def narrows_towards(seeds: dict[int, np.ndarray], start: int, direction: int) -> bool:
+    """Whether the painting narrows towards its end at ``start``, the outermost painted slice in ``direction``
+    (+1 up, -1 down): its mask is smaller than that of the nearest painted slice inward. Never with one painted
+    slice. Outward walks from such an end follow ``StopRule.taper_growth``."""
+    inward = [s for s in seeds if (s - start) * direction < 0]
+    if not inward:
+        return False
+    nearest = max(inward) if direction > 0 else min(inward)
+    return np.count_nonzero(seeds[start]) < np.count_nonzero(seeds[nearest])
+
+
 def walk(model: SliceModel, start: int, seed: np.ndarray, direction: int, end: int, rule: StopRule | None,
          prompts: SlicePrompts, negatives: set[int], tapering: bool = False) -> dict[int, np.ndarray]:
     """Probabilities of slices ``start + direction`` .. ``end`` (inclusive) from a walk seeded by ``seed``.
@@ -116,9 +127,7 @@ def propagate(model: SliceModel, seeds: dict[int, np.ndarray], rule: StopRule, p
             end = min(end, limit) if direction > 0 else max(end, limit)
         if start == end:
             continue
-        tapering = len(order) > 1 and (np.count_nonzero(seeds[start])
-                                       < np.count_nonzero(seeds[order[1] if direction < 0 else order[-2]]))
         for index, p in walk(model, start, seeds[start], direction, end, rule, prompts, negatives,
-                             tapering).items():
+                             narrows_towards(seeds, start, direction)).items():
             probability[index] = p
     return probability
