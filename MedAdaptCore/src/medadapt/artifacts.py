@@ -27,6 +27,7 @@ from medadapt.methods.registry import method_for
 
 WEIGHTS = "adapter.safetensors"
 HEADS = "heads.safetensors"
+BASE_DELTA = "base_delta.safetensors"
 ATLAS_FILES = {"image": "atlas_image.nii.gz", "labels": "atlas_labels.nii.gz"}
 MANIFEST = "manifest.json"
 
@@ -59,8 +60,8 @@ def run_facts(axis: int, slices: list[int], labels: list[int], window: tuple[flo
 
 def save_adapter(directory: str | Path, backend: PromptableBackend, config: AdaptConfig, facts: dict,
                  heads: HeadSet | None = None, atlas: Atlas | None = None) -> Path:
-    """Write the adapter weights, the FSEFT ``heads`` and the ``atlas`` (if any) and the manifest into
-    ``directory`` (replaced as a whole, never half-written).
+    """Write the adapter weights, the FSEFT ``heads`` and the ``atlas`` (if any), the lineage delta the base
+    model carried (if any) and the manifest into ``directory`` (replaced as a whole, never half-written).
 
     ``facts`` holds run facts for the manifest: exemplar axis / slices / labels, intensity window, validation
     Dice, ...
@@ -70,6 +71,11 @@ def save_adapter(directory: str | Path, backend: PromptableBackend, config: Adap
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
     try:
         save_file(adapter_state(backend), str(staging / WEIGHTS))
+        if backend.base_delta is not None:  # trained on a lineage's model: keep that model with the adapter
+            save_file(backend.base_delta.tensors, str(staging / BASE_DELTA))
+            facts = {**facts, "base_delta": {"sha256": sha256_of(staging / BASE_DELTA),
+                                             "lineage": backend.base_delta.lineage,
+                                             "stage": backend.base_delta.stage}}
         if heads is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()},
                       str(staging / HEADS))
@@ -121,15 +127,18 @@ def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[Promptable
     manifest, config = validated_manifest(read_manifest(directory), directory / MANIFEST)
     weights = _verified_file(directory, WEIGHTS, manifest.get("adapter_sha256"))
     backend = load_backend(manifest["base_model"]["name"], device, config.checkpoint, config.input_size)
+    if "base_delta" in manifest:
+        from medadapt.lineage.model import BaseDelta, with_delta
+        facts = manifest["base_delta"]
+        path = _verified_file(directory, BASE_DELTA, facts.get("sha256"))
+        with_delta(backend, BaseDelta(_tensors(path), facts["sha256"], facts.get("lineage", ""), facts.get("stage", 0)),
+                   str(path))
     if manifest["base_model"].get("sha256") != backend.checkpoint_sha256:
         raise InputError(f"{directory}: adapter was trained on base weights {manifest['base_model'].get('sha256')}"
                          f" but the installed {backend.name} has {backend.checkpoint_sha256}")
     if method_for(config.method).trains_backend:
         add_lora(backend, config.adapter)
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:
-        raise InputError(f"{weights}: unreadable safetensors file ({exc})") from exc
+    state = _tensors(weights)
     expected = adapter_state(backend)
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
@@ -137,6 +146,14 @@ def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[Promptable
                          f"{len(extra)} unexpected, e.g. {(missing or extra or ['shape mismatch'])[0]})")
     backend.load_state_dict(state, strict=False)
     return backend.to(device).eval(), manifest, config
+
+
+def _tensors(path: Path) -> dict:
+    """The tensors of a safetensors file; :class:`InputError` naming it when unreadable."""
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise InputError(f"{path}: unreadable safetensors file ({exc})") from exc
 
 
 def load_heads(directory: str | Path, manifest: dict) -> HeadSet | None:

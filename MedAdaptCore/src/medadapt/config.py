@@ -121,6 +121,9 @@ class AdaptConfig:
     backend: str = "litemedsam"
     checkpoint: str | None = None
     """Local weights file for ``backend`` instead of its default (bundled or registry download)."""
+    lineage: str | None = None
+    """Lineage folder whose current model (``backend`` plus the lineage's delta) replaces the base weights
+    (:mod:`medadapt.lineage`)."""
     input_size: int | None = None
     """Reduced model input size (SAM-family backends); ``None`` keeps the model's native size."""
     device: str = "auto"

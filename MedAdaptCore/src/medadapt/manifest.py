@@ -48,6 +48,14 @@ class AtlasFacts(BaseModel):
     labels: str
 
 
+class BaseDeltaFacts(BaseModel):
+    """The lineage delta the base model carried when the adapter trained: checksum, lineage name and stage."""
+
+    sha256: str
+    lineage: str = ""
+    stage: int = Field(ge=0, default=0)
+
+
 class Manifest(BaseModel):
     """``manifest.json``: format, versions, base model, checksums, the full :class:`AdaptConfig` and run facts
     (unknown keys are kept, so newer manifests stay readable)."""
@@ -61,6 +69,7 @@ class Manifest(BaseModel):
     window: Optional[tuple[float, float]] = None
     heads: Optional[HeadFacts] = None
     atlas: Optional[AtlasFacts] = None
+    base_delta: Optional[BaseDeltaFacts] = None
 
 
 def validated_manifest(data: object, path: Path) -> tuple[dict, AdaptConfig]:

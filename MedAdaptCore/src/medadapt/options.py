@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
@@ -40,14 +41,28 @@ class AdaptOptions:
         return cls(**values)
 
 
+def use_lineage(config: AdaptConfig, options: AdaptOptions) -> None:
+    """Point ``config`` at the lineage folder ``options.base_model`` (its base backend and checkpoint)."""
+    from medadapt.lineage.folder import read_lineage
+    for value, option in ((options.checkpoint, "--checkpoint"), (options.input_size, "--input-size")):
+        if value:
+            raise InputError(f"{option}: a lineage ({options.base_model}) brings its own model; leave it out")
+    record = read_lineage(options.base_model).record
+    config.backend, config.checkpoint = record.base_model.name, record.base_model.checkpoint
+    config.lineage = str(Path(options.base_model).resolve())
+
+
 def build_config(options: AdaptOptions) -> AdaptConfig:
-    """The :class:`AdaptConfig` of ``options``: device resolved, LoRA placed per device unless
+    """The :class:`AdaptConfig` of ``options``: device resolved, a lineage folder as base model read, LoRA placed
+    per device unless
     ``lora_parts`` says where, a seed probe saved with a LoRA model (so ``predict`` runs without prompts)."""
     from medadapt.backends.devices import default_adapter_parts, resolve_device
 
     config = AdaptConfig(method=options.method, device=resolve_device(options.device), seed=options.seed,
                          backend=options.base_model, input_size=options.input_size,
                          checkpoint=options.checkpoint or None)  # as given: the manifest keys the weights by hash
+    if Path(options.base_model).is_dir():
+        use_lineage(config, options)
     config.adapter.parts = default_adapter_parts(config.device)
     if options.between:
         config.between = options.between

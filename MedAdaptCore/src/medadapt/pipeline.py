@@ -64,14 +64,23 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     require_contrast(image)
     if run.backend is None:
         prefetch(config.backend, config.checkpoint, progress, cancel)
-        run.backend = load_backend(config.backend, resolve_device(config.device), config.checkpoint,
-                                   config.input_size)
+        run.backend = load_base_model(config)
     run.encoder_frozen = encoder_frozen(config)
     embeddings = (cache.slices(run.backend, exemplars.axis, run.window)
                   if cache is not None and run.encoder_frozen else None)
     run.model = SliceModel(run.backend, slice_stack(image, exemplars.axis, run.window),
                            in_plane_spacing(image.geometry.spacing, exemplars.axis), progress, cancel, embeddings)
     return method.adapt(run)
+
+
+def load_base_model(config: AdaptConfig) -> PromptableBackend:
+    """The model ``config`` adapts: ``config.backend``'s weights, or a lineage's current model."""
+    device = resolve_device(config.device)
+    if config.lineage is not None:
+        from medadapt.lineage.folder import read_lineage
+        from medadapt.lineage.model import load_lineage_model
+        return load_lineage_model(read_lineage(config.lineage), device)
+    return load_backend(config.backend, device, config.checkpoint, config.input_size)
 
 
 def encoder_frozen(config: AdaptConfig) -> bool:

@@ -34,6 +34,8 @@ class PromptableBackend(nn.Module):
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.checkpoint_sha256 = checkpoint_sha256
+        self.base_delta = None
+        """A lineage's delta added to the base weights (:class:`medadapt.lineage.model.BaseDelta`), if any."""
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,4 @@
-"""Command line: ``medadapt adapt``, ``medadapt predict`` and ``medadapt demo``.
+"""Command line: ``medadapt adapt``, ``medadapt predict``, ``medadapt demo`` and ``medadapt lineage``.
 
 Exit codes: 0 ok, 2 bad input (the message names the file or option and what was wrong), 1 internal error,
 130 cancelled.
@@ -14,6 +14,7 @@ import traceback
 import warnings
 from typing import Callable
 
+from medadapt.cli.lineage import add_parser as add_lineage_parser
 from medadapt.errors import CancelledError, InputError
 from medadapt.methods.registry import method_for
 
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--synthetic", type=int, help="synthetic pairs per painted slice (default 6)")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--quiet", action="store_true")
+    add_lineage_parser(commands)
     return parser
 
 
@@ -125,9 +127,9 @@ OPTION_RANGES = {"iterations": (1, 100_000), "rank": (1, 256), "synthetic": (0, 
 def check_options(args: argparse.Namespace) -> None:
     """Checks of option syntax and ranges that need no heavy import (so they answer at once); what needs
     the files (grids, labels, checkpoints) is checked by the commands before any work."""
-    if not DEVICE_PATTERN.match(args.device):
+    if not DEVICE_PATTERN.match(getattr(args, "device", "auto")):
         raise InputError(f"--device: expected auto, cpu, cuda (or cuda:N) or mps, got {args.device!r}")
-    if getattr(args, "method", None) is not None:
+    if args.command != "lineage" and getattr(args, "method", None) is not None:
         method_for(args.method)
     for name, (low, high) in OPTION_RANGES.items():
         value = getattr(args, name, None)
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # before torch is imported
         from medadapt.cli import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
-        {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo}[args.command](args)
+        from medadapt.cli import lineage
+        {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo,
+         "lineage": lineage.run}[args.command](args)
     return run_with_exit_code("medadapt", job, args.debug)
 

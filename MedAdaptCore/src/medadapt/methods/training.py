@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from monai.losses import DiceCELoss
 from monai.optimizers import WarmupCosineSchedule
 
@@ -29,15 +31,43 @@ def jittered_boxes(masks: torch.Tensor, jitter: float, margin: float, rng: np.ra
     return torch.as_tensor(np.asarray(boxes), dtype=torch.float32)
 
 
+def distributed() -> bool:
+    """True inside a ``torchrun`` process group (gloo on the CPU, nccl on GPUs)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def synchronise_start(parameters: list[torch.nn.Parameter]) -> None:
+    """Give every process rank 0's values of ``parameters`` (when distributed)."""
+    if distributed():
+        for parameter in parameters:
+            dist.broadcast(parameter.data, 0)
+
+
+def average_gradients(parameters: list[torch.nn.Parameter]) -> None:
+    """Replace each gradient by its mean over the processes (when distributed): what DDP does, for a model
+    whose training step is not its ``forward``."""
+    if distributed():
+        world = dist.get_world_size()
+        for parameter in parameters:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= world
+
+
 def train(backend: PromptableBackend, frames: torch.Tensor, masks: torch.Tensor, config: TrainConfig,
           rng: np.random.Generator, embeddings: torch.Tensor | None = None,
-          progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> list[float]:
+          progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
+          extra_loss: Callable[[], torch.Tensor] | None = None) -> list[float]:
     """Train ``backend``'s trainable parameters on (n, 3, S, S) ``frames`` and (n, 1, S, S) ``masks``.
 
-    With ``embeddings`` (n, C, h, w) precomputed by a frozen encoder, the encoder is skipped. Returns the loss
-    per iteration. Checks ``cancel`` every iteration.
+    With ``embeddings`` (n, C, h, w) precomputed by a frozen encoder, the encoder is skipped; ``extra_loss``
+    adds a term to every step's loss (a lineage's distillation and regulariser). Under ``torchrun`` each process
+    draws its own batches (seed ``rng`` per rank) and the gradients are averaged, so the processes stay
+    identical. Returns the loss per iteration. Checks ``cancel`` every iteration.
     """
     parameters = [p for p in backend.parameters() if p.requires_grad]
+    synchronise_start(parameters)
     optimiser = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = WarmupCosineSchedule(optimiser, warmup_steps=config.warmup, t_total=config.iterations)
     loss_fn = DiceCELoss(sigmoid=True, lambda_dice=config.dice_weight, lambda_ce=1.0)
@@ -53,8 +83,11 @@ def train(backend: PromptableBackend, frames: torch.Tensor, masks: torch.Tensor,
             features = embeddings[batch] if embeddings is not None else backend.encode(frames[batch])
             logits, _ = backend.decode(features.to(backend.device), boxes)
             loss = loss_fn(logits, target.to(backend.device))
+            if extra_loss is not None:
+                loss = loss + extra_loss()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(parameters)
             optimiser.step()
             schedule.step()
             losses.append(loss.item())
