@@ -52,12 +52,13 @@ def _create(args: argparse.Namespace) -> None:
     from medadapt.backends import load_backend
     from medadapt.lineage.folder import BaseFacts, StageSettings, check_new_folder, new_record, write_lineage
     folder = check_new_folder(args.folder)
-    settings = {name: value for name, value in (("iterations", args.iterations), ("max_slices", args.max_slices),
-                                                ("retain_per_task", args.retain)) if value is not None}
+    options = {"iterations": "--iterations", "max_slices": "--max-slices", "retain_per_task": "--retain"}
+    values = {field: getattr(args, option[2:].replace("-", "_")) for field, option in options.items()}
     try:
-        settings = StageSettings(**settings)
+        settings = StageSettings(**{field: value for field, value in values.items() if value is not None})
     except ValueError as exc:
-        raise InputError(f"lineage create: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from exc
+        error = exc.errors()[0]
+        raise InputError(f"{options[error['loc'][0]]}: {error['msg']}") from exc
     backend = load_backend(args.base_model, "cpu", args.checkpoint)
     checkpoint = str(Path(args.checkpoint).resolve()) if args.checkpoint else None
     record = new_record(BaseFacts(name=args.base_model, checkpoint=checkpoint, sha256=backend.checkpoint_sha256),
