@@ -82,6 +82,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.saveAdapterButton.connect("clicked(bool)", self.onSaveAdapter)
         self.ui.loadAdapterButton.connect("clicked(bool)", self.onLoadAdapter)
         self.ui.applyAdapterButton.connect("clicked(bool)", self.onApplyAdapter)
+        self.ui.addToLineageButton.connect("clicked(bool)", self.onAddToLineage)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         for selector in (self.ui.positivePointsSelector, self.ui.negativePointsSelector, self.ui.roiSelector):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.onPromptNodeChanged)
@@ -118,8 +119,12 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 "between": (self.ui.betweenComboBox, "currentText")}
 
     def restoreSettings(self):
-        """Put back the choices of the last session (Slicer's settings file, as other modules keep theirs)."""
-        from MedAdaptSlicerLib.settings import restore_settings
+        """Put back the choices of the last session (Slicer's settings file, as other modules keep theirs),
+        after offering the lineages added to before as base models."""
+        from MedAdaptSlicerLib.settings import LINEAGES, PREFIX, remembered_lineages, restore_settings
+        for folder in remembered_lineages(qt.QSettings().value(PREFIX + LINEAGES)):
+            if self.ui.baseModelComboBox.findText(folder) < 0:
+                self.ui.baseModelComboBox.addItem(folder)
         restore_settings(qt.QSettings(), self.settingWidgets())
 
     def saveSettings(self):
@@ -239,6 +244,32 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 path = os.path.join(directory, name)
                 self.guarded(lambda: self.logic.save_adapter(path), f"Saved adapter to {path}.")
 
+    def onAddToLineage(self):
+        volume, segmentation, segment_id = self.target()
+        folder = qt.QFileDialog.getExistingDirectory(None, "Lineage folder (an empty folder starts a new lineage)",
+                                                     qt.QSettings().value(ADAPTER_FOLDER_SETTING, ""))
+        if not folder:
+            return
+        segment = segmentation.GetSegmentation().GetSegment(segment_id)
+        name = qt.QInputDialog.getText(None, "Task name", "Task name:", qt.QLineEdit.Normal, segment.GetName())
+        if not name:
+            return
+
+        def done(job):
+            self.onDone(job)
+            if job.state == "done":
+                from MedAdaptSlicerLib.settings import LINEAGES, PREFIX, remember_lineage
+                settings = qt.QSettings()
+                settings.setValue(PREFIX + LINEAGES, remember_lineage(settings.value(PREFIX + LINEAGES), folder))
+                if self.ui.baseModelComboBox.findText(folder) < 0:
+                    self.ui.baseModelComboBox.addItem(folder)
+                task = job.result.record.tasks[-1]
+                self.setStatus(f"Lineage {folder}: stage {task.stage} learned '{task.name}'; choose the folder as "
+                               "base model to adapt from it.")
+        self.run(lambda progress, _: self.logic.start_add_to_lineage(
+            folder, volume, segmentation, segment_id, name, device=self.ui.deviceComboBox.currentText,
+            on_progress=progress, on_done=done))
+
     def onLoadAdapter(self):
         directory = qt.QFileDialog.getExistingDirectory(None, "Adapter folder",
                                                         qt.QSettings().value(ADAPTER_FOLDER_SETTING, ""))
@@ -271,7 +302,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Every button that needs the dependencies installed."""
         return (self.ui.adaptButton, self.ui.cancelButton, self.ui.acceptButton, self.ui.rejectButton,
                 self.ui.propagateButton, self.ui.saveAdapterButton, self.ui.loadAdapterButton,
-                self.ui.applyAdapterButton)
+                self.ui.applyAdapterButton, self.ui.addToLineageButton)
 
     def setStatus(self, text):
         self.ui.statusLabel.text = text
@@ -305,6 +336,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.saveAdapterButton.enabled = not running and savable
         self.ui.loadAdapterButton.enabled = not running
         self.ui.applyAdapterButton.enabled = ready and not running and model is not None
+        self.ui.addToLineageButton.enabled = ready and not running and not preview
 
 
 class MedAdaptSlicerLogic(ScriptedLoadableModuleLogic):

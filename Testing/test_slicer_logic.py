@@ -129,3 +129,31 @@ def test_a_failed_job_leaves_the_scene_identical(tmp_path):
     assert node_ids(scene) == nodes
     after = segment_arrays(segmentation, volume)
     assert after.keys() == arrays.keys() and all(np.array_equal(after[k], arrays[k]) for k in arrays)
+
+
+@needs_ct
+def test_an_accepted_segment_becomes_a_lineage_task_and_the_lineage_a_base_model(tmp_path):
+    """Add to lineage: an empty folder starts a lineage, the accepted segment is its first task, and the folder
+    then works as the base model of Adapt."""
+    from medadapt.lineage.folder import StageSettings, read_lineage
+    scene, volume, segmentation, _, _, _, _ = build_case()
+    spleen = segmentation.GetSegmentation().GetSegmentIdBySegmentName("spleen")
+    before = segment_arrays(segmentation, volume)
+    folder = tmp_path / "lineage"
+    folder.mkdir()
+    logic = MedAdaptLogic(SynchronousRunner())
+    job = logic.start_add_to_lineage(folder, volume, segmentation, spleen, "spleen", "CT", device="cpu",
+                                     settings=StageSettings(iterations=2, max_slices=2, retain_per_task=1))
+    assert job.state == "done", job.error
+    lineage = read_lineage(folder)
+    assert [(t.name, t.label, t.slices) for t in lineage.record.tasks] == [("spleen", 1, 2)]
+    assert lineage.record.history[0]["spleen"] > 0.5
+    after = segment_arrays(segmentation, volume)
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    config = Parameters(method="zero-shot", device="cpu", base_model=str(folder)).to_config()
+    assert (config.backend, config.lineage) == ("litemedsam", str(folder.resolve()))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="neither a lineage nor empty"):
+        logic.start_add_to_lineage(tmp_path / "other", volume, segmentation, spleen, "spleen")
+    scene.Clear(1)

@@ -196,6 +196,32 @@ class MedAdaptLogic:
         """Remove the preview segment."""
         return results.reject_preview(segmentation_node, segment_id)
 
+    def start_add_to_lineage(self, folder: str | Path, volume_node, segmentation_node, segment_id: str,
+                             task_name: str, modality: str = "", device: str = "auto", method: str = "medseqft",
+                             retention: bool = True, settings=None, on_progress=None, on_done=None) -> Job:
+        """Teach the lineage in ``folder`` the accepted segment ``segment_id`` of ``volume_node`` as task
+        ``task_name`` (``medadapt lineage add``); a folder without a lineage gets a new one first (LiteMedSAM
+        base, ``method``, ``retention`` of slices, stage ``settings``); an empty folder is used as it is. The
+        job's result is the lineage."""
+        from medadapt.lineage.folder import BaseFacts, StageSettings, is_lineage, new_record, write_lineage
+        from medadapt.lineage.stage import add_task
+        if not segment_id:
+            raise InputError("add to lineage: select the accepted segment to add")
+        name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+        task = (volume_from_node(volume_node), exemplar_labelmap(segmentation_node, segment_id, volume_node),
+                f"segment '{name}'")
+        device = resolve_device(device)
+        if not is_lineage(folder):
+            if Path(folder).is_dir() and any(Path(folder).iterdir()):
+                raise InputError(f"add to lineage: {folder} is neither a lineage nor empty; choose a lineage folder "
+                                 "or an empty one to start a lineage in")
+            base = BaseFacts(name="litemedsam", sha256=self.base_backend(device).checkpoint_sha256)
+            write_lineage(folder, new_record(base, method, retention, settings or StageSettings()))
+
+        def work(progress, cancel):
+            return add_task(folder, [task], 1, task_name, modality, device, progress=progress, cancel=cancel)
+        return self.runner.start(work, on_progress, on_done)
+
     def save_adapter(self, directory: str | Path) -> Path:
         """Save the held adapted model as an adapter folder."""
         return save_model(directory, self._require_model())

@@ -4,6 +4,7 @@ same builder as ``medadapt adapt`` (:func:`medadapt.options.build_config`)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
@@ -19,10 +20,10 @@ LORA_PARTS = ("", "decoder", "encoder", "encoder,decoder")
 
 @dataclass
 class Parameters:
-    """What the Advanced panel and the effect show: method, device, base model (with an optional local
-    checkpoint file and input size, 0 = the model's own), LoRA placement, training iterations (0: the method's
-    default), LoRA rank, synthetic pairs per painted slice, random seed and what segments the slices between
-    painted ones."""
+    """What the Advanced panel and the effect show: method, device, base model (a name or a lineage folder, with
+    an optional local checkpoint file and input size, 0 = the model's own), LoRA placement, training iterations
+    (0: the method's default), LoRA rank, synthetic pairs per painted slice, random seed and what segments the
+    slices between painted ones."""
 
     method: str = "lora"
     device: str = "auto"
@@ -39,12 +40,14 @@ class Parameters:
     def validate(self) -> "Parameters":
         """Return ``self`` or raise :class:`InputError` naming the bad field."""
         for field, value, allowed in (("method", self.method, METHODS), ("device", self.device, DEVICES),
-                                      ("base model", self.base_model, BASE_MODELS),
                                       ("LoRA placement", self.lora_parts, LORA_PARTS),
                                       ("between painted slices", self.between, BETWEEN)):
             if value not in allowed:
                 raise InputError(f"{field}: expected one of {', '.join(a or '(per device)' for a in allowed)}, "
                                  f"got {value!r}")
+        if self.base_model not in BASE_MODELS and not Path(self.base_model).is_dir():
+            raise InputError(f"base model: expected one of {', '.join(BASE_MODELS)} or a lineage folder, got "
+                             f"{self.base_model!r}")
         if int(self.iterations) < 0:
             raise InputError(f"iterations: must be 0 (the method's default) or more, got {self.iterations}")
         if int(self.rank) < 1:
