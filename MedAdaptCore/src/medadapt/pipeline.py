@@ -41,7 +41,7 @@ class EmbeddingCache:
 
     def slices(self, backend: PromptableBackend, axis: int, window: tuple[float, float]) -> dict[int, torch.Tensor]:
         """The cache of slice embeddings for this base model, slice axis and intensity window."""
-        return self._by_setting.setdefault((backend.name, backend.checkpoint_sha256, backend.image_size, axis,
+        return self._by_setting.setdefault((backend.name, backend.embedding_key, backend.image_size, axis,
                                            tuple(window)), {})
 
 

@@ -36,6 +36,14 @@ class PromptableBackend(nn.Module):
         self.checkpoint_sha256 = checkpoint_sha256
         self.base_delta = None
         """A lineage's delta added to the base weights (:class:`medadapt.lineage.model.BaseDelta`), if any."""
+        self.encoder_sha256 = ""
+        """Checksum naming the image encoder's weights when they differ from ``checkpoint_sha256``'s model
+        (a lineage whose delta leaves the encoder as the base has it names the base's)."""
+
+    @property
+    def embedding_key(self) -> str:
+        """What the image embeddings depend on: the encoder's weights (see ``encoder_sha256``)."""
+        return self.encoder_sha256 or self.checkpoint_sha256
 
     @property
     def device(self) -> torch.device:

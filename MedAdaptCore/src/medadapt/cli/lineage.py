@@ -69,23 +69,32 @@ def _create(args: argparse.Namespace) -> None:
 
 
 def _add(args: argparse.Namespace) -> None:
+    import torch.distributed
+
     from medadapt.backends.devices import resolve_device
     from medadapt.cli.progress_bar import TqdmProgress
     from medadapt.io.volume import read_volume
     from medadapt.lineage.folder import read_lineage
     from medadapt.lineage.stage import add_task
+    from medadapt.methods.training import join_process_group
     if len(args.image) != len(args.labels):
         raise InputError(f"lineage add: {len(args.image)} --image but {len(args.labels)} --labels; give one label "
                          "map per image")
     read_lineage(args.folder)  # refuse a broken or tampered lineage before reading any volume
     volumes = [(read_volume(image), read_volume(labels, label=True), labels)
                for image, labels in zip(args.image, args.labels)]
-    progress = TqdmProgress(not args.quiet)
+    device = resolve_device(args.device)
+    grouped = join_process_group(device)  # under torchrun: every process trains, rank 0 writes and reports
+    lead = not grouped or torch.distributed.get_rank() == 0
+    progress = TqdmProgress(not args.quiet and lead)
     try:
-        lineage = add_task(args.folder, volumes, args.label, args.name, args.modality, resolve_device(args.device),
-                           args.seed, progress)
+        lineage = add_task(args.folder, volumes, args.label, args.name, args.modality, device, args.seed, progress)
     finally:
         progress.close()
+        if grouped:
+            torch.distributed.destroy_process_group()
+    if not lead:
+        return
     task = lineage.record.tasks[-1]
     print(f"lineage {lineage.path}: stage {task.stage} learned {task.name!r} from {task.slices} slices "
           f"({task.seconds:.0f} s); Dice on retained slices: {lineage.record.history[-1]}")

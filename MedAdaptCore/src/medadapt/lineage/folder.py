@@ -40,14 +40,14 @@ class BaseFacts(BaseModel):
 
 
 class TaskFacts(BaseModel):
-    """One stage's task: name, modality, label value in its label maps, the images it came from, how many
+    """One stage's task: name, modality, label value in its label maps, the label maps it came from, how many
     slices trained it and how many were retained (their file's checksum), seconds and peak memory."""
 
     stage: int = Field(ge=1)
     name: str
     modality: str = ""
     label: int
-    images: list[str]
+    label_maps: list[str]
     slices: int = Field(ge=1)
     retained: int = Field(ge=0)
     retention_sha256: Optional[str] = None

@@ -47,6 +47,8 @@ def load_lineage_model(lineage: Lineage, device: str) -> PromptableBackend:
 def with_delta(backend: PromptableBackend, delta: BaseDelta, source: str) -> PromptableBackend:
     """``backend`` (base weights) with ``delta`` added; ``source`` names the delta's file in errors."""
     apply_delta(backend, delta.tensors, source)
+    if not any(name.startswith("image_encoder.") for name in delta.tensors):
+        backend.encoder_sha256 = backend.embedding_key  # the same image embeddings as the base model
     backend.checkpoint_sha256 = model_identity(backend.checkpoint_sha256, delta.sha256)
     backend.base_delta = delta
     return backend

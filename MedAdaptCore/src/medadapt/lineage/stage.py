@@ -48,15 +48,27 @@ def add_task(path: str | Path, volumes: list[tuple[Volume, Volume, str]], label:
     file name) of ``volumes``. Writes the lineage whole (rank 0 only under ``torchrun``) and returns it; a
     cancelled or failed stage leaves the folder as it was."""
     lineage = read_lineage(path)
-    record = lineage.record
-    if any(task.name == name for task in record.tasks):
+    if any(task.name == name for task in lineage.record.tasks):
         raise InputError(f"--name {name!r}: the lineage already has a task of that name (stage "
-                         f"{next(t.stage for t in record.tasks if t.name == name)})")
-    settings, started = record.settings, time.monotonic()
+                         f"{next(t.stage for t in lineage.record.tasks if t.name == name)})")
+    started = time.monotonic()
+    student = load_lineage_model(lineage, device)
+    task = task_slices(student, volumes, label, lineage.record.settings.max_slices)
+    facts = TaskFacts(stage=lineage.stage + 1, name=name, modality=modality, label=label,
+                      label_maps=[source for _, _, source in volumes], slices=len(task), retained=0, seconds=0,
+                      peak_rss_gb=0)
+    return learn_task(lineage, student, task, facts, device, seed, progress, cancel, started=started)
+
+
+def learn_task(lineage: Lineage, student, task: FrameSet, facts: TaskFacts, device: str, seed: int = 0,
+               progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
+               iterations: int | None = None, started: float | None = None) -> Lineage:
+    """Train ``student`` (the lineage's current model, loaded) on ``task``'s slices as the next stage, described
+    by ``facts``, and write the lineage (see :func:`add_task`); ``iterations`` replaces the lineage's own."""
+    record, settings = lineage.record, lineage.record.settings
+    started = time.monotonic() if started is None else started
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + _rank())
-    student = load_lineage_model(lineage, device)
-    task = task_slices(student, volumes, label, settings.max_slices)
     config = AdaptConfig(device=device)
     config.adapter.parts = default_adapter_parts(device)
     encoder_trains = "encoder" in config.adapter.parts
@@ -90,20 +102,18 @@ def add_task(path: str | Path, volumes: list[tuple[Volume, Volume, str]], label:
     if record.method == "medseqft":
         extra = retention_loss(student, memory, start, settings.distil_weight, settings.update_weight,
                                config.train.batch_size, rng)
-    schedule = replace(config.train, iterations=settings.iterations)
+    schedule = replace(config.train, iterations=iterations or settings.iterations)
     train(student, task.frames, task.masks, schedule, rng, None if encoder_trains else embeddings, progress,
           cancel, extra)
     delta = combined(lineage.delta(), stage_change(student, start))
-    evaluated = {**earlier, name: selected}
-    known = None if encoder_trains else {**earlier_embeddings, name: embeddings[keep]}
+    evaluated = {**earlier, facts.name: selected}
+    known = None if encoder_trains else {**earlier_embeddings, facts.name: embeddings[keep]}
     dice = stage_dice(student, evaluated, known, config.train.box_margin)
     del student
 
-    facts = TaskFacts(stage=lineage.stage + 1, name=name, modality=modality, label=label,
-                      images=[str(image_path) for _, _, image_path in volumes], slices=len(task),
-                      retained=len(selected) if record.retention else 0,
-                      seconds=round(time.monotonic() - started, 1),
-                      peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))
+    facts = facts.model_copy(update={
+        "retained": len(selected) if record.retention else 0, "seconds": round(time.monotonic() - started, 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)})
     new_record = record.model_copy(deep=True)
     new_record.tasks.append(facts)
     new_record.history.append(dice)

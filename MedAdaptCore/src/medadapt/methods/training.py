@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -34,6 +35,18 @@ def jittered_boxes(masks: torch.Tensor, jitter: float, margin: float, rng: np.ra
 def distributed() -> bool:
     """True inside a ``torchrun`` process group (gloo on the CPU, nccl on GPUs)."""
     return dist.is_available() and dist.is_initialized()
+
+
+def join_process_group(device: str) -> bool:
+    """Join the process group of a ``torchrun`` launch (``WORLD_SIZE`` > 1): gloo on the CPU, nccl on CUDA
+    (each process on its ``LOCAL_RANK`` GPU). Returns whether training runs distributed."""
+    if distributed() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return distributed()
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True
 
 
 def synchronise_start(parameters: list[torch.nn.Parameter]) -> None:
