@@ -136,7 +136,7 @@ def test_an_accepted_segment_becomes_a_lineage_task_and_the_lineage_a_base_model
     """Add to lineage: an empty folder starts a lineage, the accepted segment is its first task, and the folder
     then works as the base model of Adapt."""
     from medadapt.lineage.folder import StageSettings, read_lineage
-    scene, volume, segmentation, _, _, _, _ = build_case()
+    scene, volume, segmentation, liver_id, _, roi, _ = build_case()
     spleen = segmentation.GetSegmentation().GetSegmentIdBySegmentName("spleen")
     before = segment_arrays(segmentation, volume)
     folder = tmp_path / "lineage"
@@ -150,8 +150,12 @@ def test_an_accepted_segment_becomes_a_lineage_task_and_the_lineage_a_base_model
     assert lineage.record.history[0]["spleen"] > 0.5
     after = segment_arrays(segmentation, volume)
     assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
-    config = Parameters(method="zero-shot", device="cpu", base_model=str(folder)).to_config()
-    assert (config.backend, config.lineage) == ("litemedsam", str(folder.resolve()))
+    parameters = Parameters(method="zero-shot", device="cpu", base_model=str(folder))
+    assert (parameters.to_config().backend, parameters.to_config().lineage) == ("litemedsam", str(folder.resolve()))
+    job = logic.start_adapt(volume, segmentation, liver_id, parameters, roi_node=roi)
+    assert job.state == "done", job.error
+    assert logic.model.backend.base_delta is not None and logic.model.backend.base_delta.stage == 1, \
+        "zero-shot from a lineage runs the lineage's model, not the plain base model"
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("x")
     with pytest.raises(InputError, match="neither a lineage nor empty"):

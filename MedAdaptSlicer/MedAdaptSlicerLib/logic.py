@@ -99,9 +99,10 @@ class MedAdaptLogic:
         config = parameters.to_config()
         inputs = read_inputs(volume_node, segmentation_node, segment_id, positive_node, negative_node, roi_node)
         method = method_for(config.method)
-        # a method that trains nothing runs the loaded base model as it is (training ones build their own, after
-        # the run's seed, as the command line does)
-        reuse = self.base_backend(config.device) if method.uses_model and not method.trained else None
+        # a method that trains nothing runs the loaded base model as it is when that is the model asked for
+        # (training ones build their own, after the run's seed, as the command line does)
+        plain_base = config.backend == "litemedsam" and config.checkpoint is None and config.lineage is None
+        reuse = self.base_backend(config.device) if method.uses_model and not method.trained and plain_base else None
 
         def work(progress, cancel):
             result = adapt(inputs.image, inputs.exemplars, config, inputs.points, progress, cancel, backend=reuse)
