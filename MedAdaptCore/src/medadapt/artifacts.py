@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from medadapt.backends.base import PromptableBackend
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
+from medadapt.io.folders import replaced_whole
 from medadapt.io.volume import read_volume, write_volume
 from medadapt.manifest import FORMAT, validated_manifest
 from medadapt.methods.atlas import Atlas
@@ -67,9 +66,7 @@ def save_adapter(directory: str | Path, backend: PromptableBackend, config: Adap
     Dice, ...
     """
     directory = check_model_folder(directory)
-    parent = directory.parent if str(directory.parent) else Path(".")
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
-    try:
+    with replaced_whole(directory) as staging:
         save_file(adapter_state(backend), str(staging / WEIGHTS))
         if backend.base_delta is not None:  # trained on a lineage's model: keep that model with the adapter
             save_file(backend.base_delta.tensors, str(staging / BASE_DELTA))
@@ -94,16 +91,6 @@ def save_adapter(directory: str | Path, backend: PromptableBackend, config: Adap
             **facts,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if directory.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=parent))
-            directory.replace(retired / directory.name)
-            staging.replace(directory)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.replace(directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory
 
 

@@ -6,9 +6,7 @@ checksum-verified on reading; a folder is only ever replaced whole."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from medadapt import __version__
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.errors import InputError
+from medadapt.io.folders import replaced_whole
 
 FORMAT = 1
 RECORD = "lineage.json"
@@ -169,14 +168,6 @@ def check_new_folder(path: str | Path) -> Path:
     return path
 
 
-def _usual_permissions(folder: Path) -> None:
-    """Give ``folder`` (made private by ``mkdtemp``) and its files the permissions the umask gives new ones."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for item in [folder, *folder.rglob("*")]:
-        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
-
-
 def write_lineage(path: str | Path, record: LineageRecord, delta: dict[str, torch.Tensor] | None = None,
                   retention: dict[int, dict[str, torch.Tensor]] | None = None, keep_from: Path | None = None
                   ) -> Lineage:
@@ -184,9 +175,7 @@ def write_lineage(path: str | Path, record: LineageRecord, delta: dict[str, torc
     ``path``, replacing it whole; retention files of earlier stages are copied from ``keep_from``. The
     record's checksums are filled in here."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
-    try:
+    with replaced_whole(path) as staging:
         (staging / RETENTION).mkdir()
         if keep_from is not None and (keep_from / RETENTION).is_dir():
             for old in (keep_from / RETENTION).glob("task-*.safetensors"):
@@ -201,15 +190,4 @@ def write_lineage(path: str | Path, record: LineageRecord, delta: dict[str, torc
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(target))
             record.tasks[stage - 1].retention_sha256 = sha256_of(target)
         (staging / RECORD).write_text(record.model_dump_json(indent=2))
-        _usual_permissions(staging)
-        if path.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=parent))
-            path.replace(retired / path.name)
-            staging.replace(path)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.replace(path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return read_lineage(path)
