@@ -174,3 +174,19 @@ def test_training_under_a_two_process_gloo_group_keeps_the_processes_identical()
     (first, first_losses), (second, second_losses) = results[0], results[1]
     assert np.array_equal(first, second), "averaged gradients keep both processes' weights equal"
     assert first_losses != second_losses, "each process trained on its own batches"
+
+
+def test_a_cancelled_stage_leaves_the_lineage_as_it_was(lineage, sample):
+    import threading
+
+    from medadapt.errors import CancelledError
+    from medadapt.lineage.stage import add_task
+    before = {path.relative_to(lineage): path.read_bytes() for path in lineage.rglob("*") if path.is_file()}
+    image, labels = sample
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(CancelledError):
+        add_task(lineage, [(image, labels, "labels")], LIVER, "liver again", cancel=cancel)
+    after = {path.relative_to(lineage): path.read_bytes() for path in lineage.rglob("*") if path.is_file()}
+    assert after == before
+    assert not [p for p in lineage.parent.iterdir() if p.name.startswith(".")], "no staging folder is left"
