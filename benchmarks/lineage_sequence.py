@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--sequence", nargs="+", default=list(SEQUENCE))
     parser.add_argument("--unseen", nargs="*", default=list(UNSEEN))
     parser.add_argument("--transfer-k", type=int, nargs="*", default=[1, 3])
+    parser.add_argument("--transfer-from-base", action=argparse.BooleanOptionalAction, default=True,
+                        help="also adapt the unseen structures from the base model (the reference)")
     parser.add_argument("--iterations", type=int, default=100, help="training iterations per task")
     parser.add_argument("--max-slices", type=int, default=24, help="training slices per task at most")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/lineage_sequence.jsonl"))
@@ -186,8 +188,9 @@ def main() -> None:
                 finals[method] = run_multitask(args.sequence, args, caches, work)
             else:
                 finals[method] = run_sequential(method, args.sequence, args, caches, work)
-        if args.unseen and args.transfer_k:
+        if args.unseen and args.transfer_k and args.transfer_from_base:
             transfer("base", None, args.unseen, args.transfer_k, args)
+        if args.unseen and args.transfer_k:
             for method, folder in finals.items():
                 transfer(method, folder, args.unseen, args.transfer_k, args)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB", file=sys.stderr)

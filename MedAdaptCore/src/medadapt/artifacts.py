@@ -68,7 +68,7 @@ def save_adapter(directory: str | Path, backend: PromptableBackend, config: Adap
     directory = check_model_folder(directory)
     with replaced_whole(directory) as staging:
         save_file(adapter_state(backend), str(staging / WEIGHTS))
-        if backend.base_delta is not None:  # trained on a lineage's model: keep that model with the adapter
+        if getattr(backend, "base_delta", None) is not None:  # trained on a lineage model: keep it with the adapter
             save_file(backend.base_delta.tensors, str(staging / BASE_DELTA))
             facts = {**facts, "base_delta": {"sha256": sha256_of(staging / BASE_DELTA),
                                              "lineage": backend.base_delta.lineage,
