@@ -75,7 +75,7 @@ def learn_task(lineage: Lineage, student, task: FrameSet, facts: TaskFacts, devi
     embeddings = encode_all(student, task.frames, progress, cancel)
 
     base = load_base(lineage, device) if lineage.stage else student
-    encoder_moved = any(key.startswith("image_encoder.") for key in lineage.delta())
+    encoder_moved = base.embedding_key != student.embedding_key  # the delta changed the image encoder
     base_embeddings = encode_all(base, task.frames, progress, cancel, "encode slices (base model)") \
         if encoder_moved else embeddings
     keep = most_similar(pretraining_losses(base, base_embeddings, task.masks, config.train), settings.retain_per_task)
@@ -105,7 +105,7 @@ def learn_task(lineage: Lineage, student, task: FrameSet, facts: TaskFacts, devi
     schedule = replace(config.train, iterations=iterations or settings.iterations)
     train(student, task.frames, task.masks, schedule, rng, None if encoder_trains else embeddings, progress,
           cancel, extra)
-    delta = combined(lineage.delta(), stage_change(student, start))
+    delta = combined(student.base_delta.tensors if student.base_delta else {}, stage_change(student, start))
     evaluated = {**earlier, facts.name: selected}
     known = None if encoder_trains else {**earlier_embeddings, facts.name: embeddings[keep]}
     dice = stage_dice(student, evaluated, known, config.train.box_margin)
