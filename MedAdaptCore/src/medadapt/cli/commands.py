@@ -82,6 +82,12 @@ def run_predict(args: argparse.Namespace) -> None:
     """``medadapt predict``: a saved adapter applied to another volume (or, with ``--batch``, to many) from
     painted slices and/or clicks, or without any prompt for models with heads."""
     from medadapt.artifacts import load_adapter, load_atlas, load_heads
+    from medadapt.universal.folder import is_universal
+    if is_universal(args.model):
+        from medadapt.cli.universal import run_predict as run_universal_predict
+        return run_universal_predict(args)
+    if args.tasks or args.modality:
+        raise InputError("--tasks / --modality: only for a universal model (`medadapt universal train`)")
     if bool(args.batch) == bool(args.image):
         raise InputError("predict: give either one IMAGE or --batch DIR_OR_CSV")
     if args.batch and (args.exemplars or args.points):

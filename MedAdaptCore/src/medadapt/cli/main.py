@@ -1,4 +1,5 @@
-"""Command line: ``medadapt adapt``, ``medadapt predict``, ``medadapt demo`` and ``medadapt lineage``.
+"""Command line: ``medadapt adapt``, ``medadapt predict``, ``medadapt demo``, ``medadapt lineage`` and
+``medadapt universal``.
 
 Exit codes: 0 ok, 2 bad input (the message names the file or option and what was wrong), 1 internal error,
 130 cancelled.
@@ -15,6 +16,7 @@ import warnings
 from typing import Callable
 
 from medadapt.cli.lineage import add_parser as add_lineage_parser
+from medadapt.cli.universal import add_parser as add_universal_parser
 from medadapt.errors import CancelledError, InputError
 from medadapt.methods.registry import method_for
 
@@ -76,10 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "encoder,decoder on a GPU)")
     predict = commands.add_parser("predict", help="apply a saved adapter to another volume")
     _add_common(predict, batch=True)
-    predict.add_argument("--model", required=True, help="adapter folder written by --save-model")
+    predict.add_argument("--model", required=True, help="adapter folder written by --save-model, or a universal "
+                         "model folder (`medadapt universal train`)")
     predict.add_argument("--batch", help="folder of NIfTI/NRRD/MHA images or CSV file with an 'image' column: "
                          "one output each in the -o folder, plus summary.csv")
     predict.add_argument("--exemplars", help="optional painted slices on this volume to start from")
+    predict.add_argument("--tasks", help="universal model: the tasks to segment, e.g. liver,spleen (default all)")
+    predict.add_argument("--modality", help="universal model: the image's modality (default: CT for Hounsfield "
+                         "units, else the model's only other modality)")
     demo = commands.add_parser("demo", help="run the main job on the bundled sample CT")
     demo.add_argument("--out", default="medadapt-demo", help="output folder (default ./medadapt-demo)")
     demo.add_argument("--data", help="folder holding the sample (default: the one installed with medadapt)")
@@ -89,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto")
     demo.add_argument("--quiet", action="store_true")
     add_lineage_parser(commands)
+    add_universal_parser(commands)
     return parser
 
 
@@ -129,7 +136,7 @@ def check_options(args: argparse.Namespace) -> None:
     the files (grids, labels, checkpoints) is checked by the commands before any work."""
     if not DEVICE_PATTERN.match(getattr(args, "device", "auto")):
         raise InputError(f"--device: expected auto, cpu, cuda (or cuda:N) or mps, got {args.device!r}")
-    if args.command != "lineage" and getattr(args, "method", None) is not None:
+    if args.command not in ("lineage", "universal") and getattr(args, "method", None) is not None:
         method_for(args.method)
     for name, (low, high) in OPTION_RANGES.items():
         value = getattr(args, name, None)
@@ -154,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # before torch is imported
         from medadapt.cli import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
-        from medadapt.cli import lineage
+        from medadapt.cli import lineage, universal
         {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo,
-         "lineage": lineage.run}[args.command](args)
+         "lineage": lineage.run, "universal": universal.run}[args.command](args)
     return run_with_exit_code("medadapt", job, args.debug)
 

@@ -1,0 +1,120 @@
+"""Training the universal network on encoded volumes: mixed batches of (slice, task) pairs, BCE + Dice, a small
+modality-classification term, AdamW with warm-up and cosine decay; unchanged under ``torchrun`` (each process
+draws its own batches, gradients are averaged).
+
+Partial labels: a volume contributes pairs only for the tasks it is labelled for, so a volume labelled for the
+liver alone teaches nothing about the spleen — the loss of every task it is not labelled for is masked out by
+never being drawn. Each step draws a volume by its weight (each entry's ``weight``; by default every labelled
+volume equally often), a slice of it uniformly, and one of its tasks uniformly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+from monai.optimizers import WarmupCosineSchedule
+
+from medadapt.methods.training import average_gradients, distributed, synchronise_start
+from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
+from medadapt.universal.network import UniversalNetwork
+from medadapt.universal.slices import EncodedVolume
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Steps, pairs per step, learning rate, weight decay, warm-up steps, the modality term's weight, slices
+    kept per volume and the seed."""
+
+    iterations: int = 600
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 30
+    modality_weight: float = 0.1
+    max_slices: int = 64
+    seed: int = 0
+
+
+def labelled_pairs(volumes: list[EncodedVolume]) -> list[tuple[int, str]]:
+    """Every (volume index, task) the loss may see: only the tasks each volume is labelled for."""
+    return [(v, task) for v, volume in enumerate(volumes) for task in volume.masks]
+
+
+def draw_batch(volumes: list[EncodedVolume], size: int, rng: np.random.Generator
+               ) -> list[tuple[int, int, str]]:
+    """``size`` (volume, slice, task) triples: volume by weight, slice uniformly, a labelled task uniformly."""
+    weights = np.asarray([volume.weight for volume in volumes], float)
+    picked = rng.choice(len(volumes), size=size, p=weights / weights.sum())
+    batch = []
+    for v in picked:
+        tasks = list(volumes[v].masks)
+        batch.append((int(v), int(rng.integers(len(volumes[v]))), tasks[int(rng.integers(len(tasks)))]))
+    return batch
+
+
+class PairLoss:
+    """BCE on every pair plus Dice on the pairs whose mask is not empty (a slice without the structure has no
+    Dice to learn from; its BCE teaches "nothing here"), on logits upsampled to the frame."""
+
+    def __init__(self):
+        self.dice = DiceLoss(sigmoid=True, reduction="none")
+
+    def __call__(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.binary_cross_entropy_with_logits(logits, masks)
+        present = masks.flatten(1).any(1)
+        if present.any():
+            loss = loss + self.dice(logits[present], masks[present]).mean()
+        return loss
+
+
+def train_network(network: UniversalNetwork, volumes: list[EncodedVolume], settings: TrainSettings,
+                  parameters: list[torch.nn.Parameter] | None = None, device: str = "cpu",
+                  progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> list[float]:
+    """Train ``parameters`` (default: all of ``network``'s) on ``volumes``; returns the loss per step. Checks
+    ``cancel`` every step; under ``torchrun`` rank r seeds its batches with ``seed + r``."""
+    rank = torch.distributed.get_rank() if distributed() else 0
+    rng = np.random.default_rng(settings.seed + rank)
+    parameters = list(network.parameters()) if parameters is None else parameters
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    synchronise_start(parameters)
+    optimiser = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    schedule = WarmupCosineSchedule(optimiser, warmup_steps=min(settings.warmup, settings.iterations // 2),
+                                    t_total=settings.iterations)
+    pair_loss, modalities = PairLoss(), network.modalities
+    losses, started = [], time.monotonic()
+    network.to(device).train()
+    try:
+        for step in range(settings.iterations):
+            check_cancel(cancel)
+            batch = draw_batch(volumes, settings.batch_size, rng)
+            embeddings = torch.cat([volumes[v].embeddings[s:s + 1] for v, s, _ in batch]).float().to(device)
+            masks = torch.cat([volumes[v].masks[t][s:s + 1] for v, s, t in batch]).float().to(device)
+            kinds = [volumes[v].modality for v, _, _ in batch]
+            logits, modality_logits = network(embeddings, [t for _, _, t in batch], kinds)
+            loss = pair_loss(logits, masks)
+            if network.shape.modality_priors and len(modalities) > 1 and settings.modality_weight > 0:
+                target = torch.as_tensor([modalities.index(k) for k in kinds], device=device)
+                loss = loss + settings.modality_weight * F.cross_entropy(modality_logits, target)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            average_gradients(parameters)
+            optimiser.step()
+            schedule.step()
+            losses.append(loss.item())
+            elapsed = time.monotonic() - started
+            report(progress, Progress("train universal model", step + 1, settings.iterations, losses[-1],
+                                      elapsed / (step + 1) * (settings.iterations - step - 1)))
+    finally:
+        network.eval()
+        for parameter in network.parameters():
+            parameter.requires_grad_(False)
+    return losses
