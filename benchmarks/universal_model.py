@@ -1,0 +1,212 @@
+"""Universal model benchmark (issue 16; a script, not a test; needs ../shared/data): one prior-conditioned model
+for eleven tasks of five modalities against one model per task at equal compute, the ablations, and whether CT
+helps MR; prompt-free on unseen subjects where a task has several.
+
+Data and splits (every volume's slices along the array's first axis, at most 64 per volume, evenly spread):
+- CT abdomen (liver, spleen, kidney_right, stomach), MR abdomen (the same four), LUNG1 (lung_left, cord,
+  tumour): one subject each, so train on alternating blocks of 4 kept slices and score the other blocks.
+- Hippocampus (anterior, posterior; T1 MR): train on the first 12 subjects (sorted names), score the next 8.
+- BraTS: edema (FLAIR) from pat0005 and BraTS 2021, enhancing tumour (T1c) from pat0005; score pat0006.
+Each dataset is drawn equally often (entry weight 1 / its dataset's volumes). Variants train as many steps as
+their share of the full model's (slice, task) pairs: ``per-task`` models the pairs that task got in the full
+model, ``no-ct`` the non-CT datasets' share.
+
+    python benchmarks/universal_model.py --steps 600 --out benchmarks/results/universal_model.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fewshot import DATA  # noqa: E402
+
+BLOCK = 4
+TASKS_ABDOMEN = {"liver": 5, "spleen": 1, "kidney_right": 2, "stomach": 6}
+VARIANTS = ("universal", "per-task", "no-ct", "no-task-priors", "no-modality-priors", "no-fusion")
+
+
+def volumes() -> list[dict]:
+    """Every volume: name, dataset, image, labels, tasks, modality, role (split / train / test)."""
+    found = [dict(name="ct_abdomen", dataset="ct_abdomen", image="ct_abdomen_ts/image.nii.gz",
+                  labels="ct_abdomen_ts/labels.nii.gz", tasks=TASKS_ABDOMEN, modality="CT", role="split"),
+             dict(name="mr_abdomen", dataset="mr_abdomen", image="mr_abdomen_ts/image.nii.gz",
+                  labels="mr_abdomen_ts/labels.nii.gz", tasks=TASKS_ABDOMEN, modality="MR", role="split"),
+             dict(name="lung1", dataset="lung1", image="ct_lung1/image.nii.gz", labels="ct_lung1/labels.nii.gz",
+                  tasks={"lung_left": 3, "cord": 2, "tumour": 1}, modality="CT", role="split")]
+    subjects = sorted(p.name for p in (DATA / "mr_hippocampus" / "images").glob("*.nii.gz"))
+    for number, subject in enumerate(subjects[:20]):
+        found.append(dict(name=f"hippocampus/{subject[:-7]}", dataset="hippocampus",
+                          image=f"mr_hippocampus/images/{subject}", labels=f"mr_hippocampus/labels/{subject}",
+                          tasks={"hippocampus_anterior": 1, "hippocampus_posterior": 2}, modality="T1",
+                          role="train" if number < 12 else "test"))
+    for patient, role in (("pat0005", "train"), ("pat0006", "test")):
+        found.append(dict(name=f"brats/{patient}/flair", dataset="brats_flair", image=f"mr_brats/{patient}/flair.nii.gz",
+                          labels=f"mr_brats/{patient}/labels.nii.gz", tasks={"edema": 2}, modality="FLAIR", role=role))
+        found.append(dict(name=f"brats/{patient}/t1c", dataset="brats_t1c", image=f"mr_brats/{patient}/t1c.nii.gz",
+                          labels=f"mr_brats/{patient}/labels.nii.gz", tasks={"enhancing": 4}, modality="T1c",
+                          role=role))
+    found.append(dict(name="brats2021_01646", dataset="brats_flair", image="mr_brats/brats2021_01646/flair.nii.gz",
+                      labels="mr_brats/brats2021_01646/labels.nii.gz", tasks={"edema": 1}, modality="FLAIR",
+                      role="train"))
+    return found
+
+
+def encoded(backend, volume: dict, cache: Path):
+    """The volume's EncodedVolume, slice frame and reference masks of its kept slices (by task); embeddings
+    cached on disk."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from medadapt.io.volume import read_volume
+    from medadapt.slices.frame import SliceFrame, in_plane_spacing
+    from medadapt.universal.collection import Entry
+    from medadapt.universal.slices import EncodedVolume, encode_entry, kept_slices
+    entry = Entry(DATA / volume["image"], DATA / volume["labels"], volume["tasks"], volume["modality"], 1.0,
+                  volume["name"])
+    path = cache / (volume["name"].replace("/", "_") + ".safetensors")
+    if path.is_file():
+        tensors = load_file(str(path))
+        item = EncodedVolume(tensors["embeddings"], {t: tensors[f"mask_{t}"].bool() for t in volume["tasks"]},
+                             volume["modality"], 1.0, {t: bool(tensors[f"piece_{t}"]) for t in volume["tasks"]})
+    else:
+        item = encode_entry(backend, entry, 64)
+        save_file({"embeddings": item.embeddings.contiguous(),
+                   **{f"mask_{t}": m.to(torch.uint8).contiguous() for t, m in item.masks.items()},
+                   **{f"piece_{t}": torch.tensor(int(p)) for t, p in item.one_piece.items()}}, str(path))
+    image, labels = read_volume(DATA / volume["image"]), read_volume(DATA / volume["labels"], label=True)
+    frame = SliceFrame(image.array.shape[1:], in_plane_spacing(image.geometry.spacing, 0), backend.image_size)
+    kept = kept_slices(image.array.shape[0], 64)
+    return item, frame, {t: labels.array[kept] == value for t, value in volume["tasks"].items()}
+
+
+def subset(item, keep: np.ndarray, weight: float):
+    """The EncodedVolume's slices at ``keep``, with sampling ``weight``."""
+    from medadapt.universal.slices import EncodedVolume
+    return EncodedVolume(item.embeddings[keep], {t: m[keep] for t, m in item.masks.items()}, item.modality, weight,
+                         item.one_piece)
+
+
+def split_blocks(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) positions: alternating blocks of :data:`BLOCK` slices."""
+    block = np.arange(count) // BLOCK
+    return np.flatnonzero(block % 2 == 0), np.flatnonzero(block % 2 == 1)
+
+
+def scores(network, item, frame, references: dict, positions: np.ndarray, tasks: list[str],
+           one_piece: dict[str, bool]) -> dict:
+    """Dice per task on the slices at ``positions``: the prediction rule of ``medadapt predict``."""
+    import torch
+    from medadapt.universal.predict import largest_piece
+    probabilities = []
+    with torch.no_grad():
+        for p in positions:
+            embedding = item.embeddings[p:p + 1].float().expand(len(tasks), -1, -1, -1)
+            logits, _ = network(embedding, tasks, [item.modality] * len(tasks))
+            probabilities.append(torch.sigmoid(frame.logits_to_slice(logits)).numpy())
+    probabilities = np.stack(probabilities, 1)  # tasks, slices, rows, cols
+    winner = probabilities.argmax(0)
+    result = {}
+    for number, task in enumerate(tasks):
+        mask = (probabilities[number] > 0.5) & (winner == number)
+        if one_piece[task] and mask.any():
+            mask = largest_piece(mask)
+        target = references[task][positions]
+        result[task] = round(float(2 * (mask & target).sum() / max(mask.sum() + target.sum(), 1)), 4)
+    return result
+
+
+def main() -> None:
+    """Encode every volume once, train each variant, score it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600, help="steps of the full universal model")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/medadapt-universal-cache"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/universal_model.jsonl"))
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
+    import torch
+
+    from medadapt.backends import load_backend
+    from medadapt.universal.network import NetworkShape, UniversalNetwork
+    from medadapt.universal.train import TrainSettings, train_network
+    args.cache.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    backend = load_backend("litemedsam", "cpu")
+    started = time.monotonic()
+    table = volumes()
+    loaded = [encoded(backend, volume, args.cache) for volume in table]
+    print(f"encoded {len(table)} volumes in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    datasets = {}
+    for volume in table:
+        if volume["role"] != "test":
+            datasets[volume["dataset"]] = datasets.get(volume["dataset"], 0) + 1
+    train, test = [], []  # (volume, EncodedVolume[, frame, references, positions])
+    for volume, (item, frame, references) in zip(table, loaded):
+        weight = 1.0 / datasets.get(volume["dataset"], 1)
+        if volume["role"] == "split":
+            fit, held = split_blocks(len(item))
+            train.append((volume, subset(item, fit, weight)))
+            test.append((volume, item, frame, references, held))
+        elif volume["role"] == "train":
+            train.append((volume, subset(item, np.arange(len(item)), weight)))
+        else:
+            test.append((volume, item, frame, references, np.arange(len(item))))
+    total_weight = sum(v.weight for _, v in train)
+    pair_share = {}
+    for _, item in train:
+        for task in item.masks:
+            pair_share[task] = pair_share.get(task, 0.0) + item.weight / total_weight / len(item.masks)
+
+    def run(name: str, shape: NetworkShape, chosen: list, steps: int, tasks: list[str] | None = None) -> None:
+        torch.manual_seed(0)
+        items = [item for _, item in chosen]
+        if tasks is not None:
+            items = [subset(i, np.arange(len(i)), i.weight) for i in items]
+            for i in items:
+                i.masks = {t: m for t, m in i.masks.items() if t in tasks}
+            items = [i for i in items if i.masks]
+        task_list = list(dict.fromkeys(t for i in items for t in i.masks))
+        modalities = list(dict.fromkeys(i.modality for i in items))
+        network = UniversalNetwork(shape, task_list, modalities)
+        clock = time.monotonic()
+        train_network(network, items, TrainSettings(iterations=max(1, steps), seed=0))
+        seconds = time.monotonic() - clock
+        one_piece = {t: all(i.one_piece[t] for i in items if t in i.masks) for t in task_list}
+        for volume, item, frame, references, positions in test:
+            wanted = [t for t in item.masks if t in task_list and item.modality in modalities]
+            if not wanted:
+                continue
+            for task, dice in scores(network, item, frame, references, positions, wanted, one_piece).items():
+                row = {"variant": name, "task": task, "volume": volume["name"], "modality": item.modality,
+                       "dice": dice, "steps": steps, "train_seconds": round(seconds, 1),
+                       "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
+                print(json.dumps(row), flush=True)
+                with args.out.open("a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+
+    for variant in args.variants:
+        if variant == "universal":
+            run("universal", NetworkShape(), train, args.steps)
+        elif variant == "per-task":
+            for task, share in pair_share.items():
+                run("per-task", NetworkShape(), train, round(args.steps * share), [task])
+        elif variant == "no-ct":
+            kept = [(v, i) for v, i in train if v["modality"] != "CT"]
+            share = sum(i.weight for _, i in kept) / total_weight
+            run("no-ct", NetworkShape(), kept, round(args.steps * share))
+        else:
+            part = variant[3:].replace("-", "_")
+            run(variant, NetworkShape(**{part: False}), train, args.steps)
+
+
+if __name__ == "__main__":
+    main()
