@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,10 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "Resources" / "Sample"
 LIVER, SPLEEN = 5, 1
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: share the cores instead of oversubscribing them
+    import torch
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 # A rotated, anisotropic grid: geometry must survive every step.
 OBLIQUE_DIRECTION = tuple(sitk.VersorTransform((0.2, 0.5, 0.8), 0.4).GetMatrix())

@@ -2,10 +2,11 @@
 for eleven tasks of five modalities against one model per task at equal compute, the ablations, and whether CT
 helps MR; prompt-free on unseen subjects where a task has several.
 
-Data and splits (every volume's slices along the array's first axis, at most 64 per volume, evenly spread):
+Data and splits (every volume's slices along the array's first axis, at most ``--max-slices`` per volume, evenly
+spread):
 - CT abdomen (liver, spleen, kidney_right, stomach), MR abdomen (the same four), LUNG1 (lung_left, cord,
   tumour): one subject each, so train on alternating blocks of 4 kept slices and score the other blocks.
-- Hippocampus (anterior, posterior; T1 MR): train on the first 12 subjects (sorted names), score the next 8.
+- Hippocampus (anterior, posterior; T1 MR): train on the first 8 subjects (sorted names), score the next 6.
 - BraTS: edema (FLAIR) from pat0005 and BraTS 2021, enhancing tumour (T1c) from pat0005; score pat0006.
 Each dataset is drawn equally often (entry weight 1 / its dataset's volumes). Variants train as many steps as
 their share of the full model's (slice, task) pairs: ``per-task`` models the pairs that task got in the full
@@ -42,11 +43,11 @@ def volumes() -> list[dict]:
              dict(name="lung1", dataset="lung1", image="ct_lung1/image.nii.gz", labels="ct_lung1/labels.nii.gz",
                   tasks={"lung_left": 3, "cord": 2, "tumour": 1}, modality="CT", role="split")]
     subjects = sorted(p.name for p in (DATA / "mr_hippocampus" / "images").glob("*.nii.gz"))
-    for number, subject in enumerate(subjects[:20]):
+    for number, subject in enumerate(subjects[:14]):
         found.append(dict(name=f"hippocampus/{subject[:-7]}", dataset="hippocampus",
                           image=f"mr_hippocampus/images/{subject}", labels=f"mr_hippocampus/labels/{subject}",
                           tasks={"hippocampus_anterior": 1, "hippocampus_posterior": 2}, modality="T1",
-                          role="train" if number < 12 else "test"))
+                          role="train" if number < 8 else "test"))
     for patient, role in (("pat0005", "train"), ("pat0006", "test")):
         found.append(dict(name=f"brats/{patient}/flair", dataset="brats_flair", image=f"mr_brats/{patient}/flair.nii.gz",
                           labels=f"mr_brats/{patient}/labels.nii.gz", tasks={"edema": 2}, modality="FLAIR", role=role))
@@ -59,7 +60,7 @@ def volumes() -> list[dict]:
     return found
 
 
-def encoded(backend, volume: dict, cache: Path):
+def encoded(backend, volume: dict, cache: Path, max_slices: int):
     """The volume's EncodedVolume, slice frame and reference masks of its kept slices (by task); embeddings
     cached on disk."""
     import torch
@@ -71,19 +72,19 @@ def encoded(backend, volume: dict, cache: Path):
     from medadapt.universal.slices import EncodedVolume, encode_entry, kept_slices
     entry = Entry(DATA / volume["image"], DATA / volume["labels"], volume["tasks"], volume["modality"], 1.0,
                   volume["name"])
-    path = cache / (volume["name"].replace("/", "_") + ".safetensors")
+    path = cache / (volume["name"].replace("/", "_") + f"-{max_slices}.safetensors")
     if path.is_file():
         tensors = load_file(str(path))
         item = EncodedVolume(tensors["embeddings"], {t: tensors[f"mask_{t}"].bool() for t in volume["tasks"]},
                              volume["modality"], 1.0, {t: bool(tensors[f"piece_{t}"]) for t in volume["tasks"]})
     else:
-        item = encode_entry(backend, entry, 64)
+        item = encode_entry(backend, entry, max_slices)
         save_file({"embeddings": item.embeddings.contiguous(),
                    **{f"mask_{t}": m.to(torch.uint8).contiguous() for t, m in item.masks.items()},
                    **{f"piece_{t}": torch.tensor(int(p)) for t, p in item.one_piece.items()}}, str(path))
     image, labels = read_volume(DATA / volume["image"]), read_volume(DATA / volume["labels"], label=True)
     frame = SliceFrame(image.array.shape[1:], in_plane_spacing(image.geometry.spacing, 0), backend.image_size)
-    kept = kept_slices(image.array.shape[0], 64)
+    kept = kept_slices(image.array.shape[0], max_slices)
     return item, frame, {t: labels.array[kept] == value for t, value in volume["tasks"].items()}
 
 
@@ -128,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600, help="steps of the full universal model")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--max-slices", type=int, default=32, help="slices kept per volume, evenly spread")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/medadapt-universal-cache"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/universal_model.jsonl"))
     args = parser.parse_args()
@@ -143,7 +145,7 @@ def main() -> None:
     backend = load_backend("litemedsam", "cpu")
     started = time.monotonic()
     table = volumes()
-    loaded = [encoded(backend, volume, args.cache) for volume in table]
+    loaded = [encoded(backend, volume, args.cache, args.max_slices) for volume in table]
     print(f"encoded {len(table)} volumes in {time.monotonic() - started:.0f} s", file=sys.stderr)
     datasets = {}
     for volume in table:
@@ -178,7 +180,7 @@ def main() -> None:
         modalities = list(dict.fromkeys(i.modality for i in items))
         network = UniversalNetwork(shape, task_list, modalities)
         clock = time.monotonic()
-        train_network(network, items, TrainSettings(iterations=max(1, steps), seed=0))
+        train_network(network, items, TrainSettings(iterations=max(1, steps), max_slices=args.max_slices, seed=0))
         seconds = time.monotonic() - clock
         one_piece = {t: all(i.one_piece[t] for i in items if t in i.masks) for t in task_list}
         for volume, item, frame, references, positions in test:
