@@ -14,6 +14,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 ADAPTER_FOLDER_SETTING = "MedAdapt/adapterFolder"
+COLLECTION_FOLDER_SETTING = "MedAdapt/collectionFolder"
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # Apple MPS: operators Metal lacks run on the CPU
 
 
@@ -33,7 +34,9 @@ class MedAdaptSlicer(ScriptedLoadableModule):
             "preview into your segment (undoable), <b>Reject</b> removes it. Positive/negative points and an ROI "
             "refine a slice interactively; <b>Propagate</b> extends it. Adapters can be saved and applied to other "
             "volumes, with a few clicks or painted slices, or with no prompt at all: a LoRA adapter registers its "
-            "atlas (this volume and its painting) onto the new volume, FSEFT heads find the structure themselves.")
+            "atlas (this volume and its painting) onto the new volume, FSEFT heads find the structure themselves. A "
+            "<b>universal model</b> segments the tasks it learned without any prompt, each into a new segment; "
+            "<b>Add to collection</b> keeps accepted segments as its training data.")
         self.parent.acknowledgementText = (
             "MedAdapt builds on: exemplar-guided data synthesis ('Cheap Lunch' for medical image segmentation); "
             "FSEFT, few-shot efficient fine-tuning of volumetric segmentation foundation models; SAMed, "
@@ -83,6 +86,12 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadAdapterButton.connect("clicked(bool)", self.onLoadAdapter)
         self.ui.applyAdapterButton.connect("clicked(bool)", self.onApplyAdapter)
         self.ui.addToLineageButton.connect("clicked(bool)", self.onAddToLineage)
+        self.ui.addToCollectionButton.connect("clicked(bool)", self.onAddToCollection)
+        self.ui.universalSegmentButton.connect("clicked(bool)", self.onUniversalSegment)
+        self.ui.universalModelPathLineEdit.connect("currentPathChanged(QString)", self.onUniversalModelChanged)
+        self.ui.universalTasksListWidget.connect("itemChanged(QListWidgetItem*)", self.updateButtons)
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+        self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         for selector in (self.ui.positivePointsSelector, self.ui.negativePointsSelector, self.ui.roiSelector):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.onPromptNodeChanged)
@@ -270,6 +279,25 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             folder, volume, segmentation, segment_id, name, device=self.ui.deviceComboBox.currentText,
             on_progress=progress, on_done=done))
 
+    def onAddToCollection(self):
+        volume, segmentation, segment_id = self.target()
+        folder = qt.QFileDialog.getExistingDirectory(None, "Collection folder (training data of a universal model)",
+                                                     qt.QSettings().value(COLLECTION_FOLDER_SETTING, ""))
+        if not folder:
+            return
+        qt.QSettings().setValue(COLLECTION_FOLDER_SETTING, folder)
+        segment = segmentation.GetSegmentation().GetSegment(segment_id)
+        name = qt.QInputDialog.getText(None, "Task name", "Task name:", qt.QLineEdit.Normal, segment.GetName())
+        if not name:
+            return
+        modality = qt.QInputDialog.getText(None, "Modality", "Modality (e.g. CT, MR, FLAIR):", qt.QLineEdit.Normal,
+                                           "CT")
+        if modality:
+            self.guarded(lambda: self.logic.save_to_collection(folder, volume, segmentation, segment_id, name,
+                                                               modality),
+                         f"Added '{name}' ({modality}) to the collection {folder}; `medadapt universal train {folder}` "
+                         "trains on it.")
+
     def onLoadAdapter(self):
         directory = qt.QFileDialog.getExistingDirectory(None, "Adapter folder",
                                                         qt.QSettings().value(ADAPTER_FOLDER_SETTING, ""))
@@ -288,6 +316,43 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.setStatus((f"Installed: {', '.join(installed)}. " if installed else "All dependencies present. ")
                            + "MedAdapt is ready; no restart needed.")
 
+    # --- universal model ------------------------------------------------------------------------------------------
+    def checkedTasks(self):
+        """Names of the universal model's tasks that are checked in the list."""
+        listing = self.ui.universalTasksListWidget
+        items = [listing.item(n) for n in range(listing.count)]
+        return [item.text() for item in items if item.checkState() == qt.Qt.Checked]
+
+    def onUniversalModelChanged(self, *unused):
+        """List the chosen universal model's tasks, all checked (errors go to the status label)."""
+        self.ui.universalTasksListWidget.clear()
+        folder = self.ui.universalModelPathLineEdit.currentPath
+        try:
+            tasks = self.logic.universal_tasks(folder) if folder else []
+        except Exception as exc:
+            tasks = []
+            self.setStatus(f"Error: {exc}")
+        for name in tasks:
+            item = qt.QListWidgetItem(name, self.ui.universalTasksListWidget)
+            item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
+            item.setCheckState(qt.Qt.Checked)
+        if tasks:
+            self.setStatus("Check the tasks to segment, then press Segment tasks.")
+        self.updateButtons()
+
+    def onUniversalSegment(self):
+        volume, segmentation, _ = self.target()
+        folder, tasks = self.ui.universalModelPathLineEdit.currentPath, self.checkedTasks()
+
+        def done(job):
+            self.onDone(job)
+            if job.state == "done":
+                self.setStatus(f"Added a segment for each of {', '.join(tasks)}, named after the task; existing "
+                               "segments are unchanged.")
+        self.run(lambda progress, _: self.logic.start_universal_segment(
+            folder, volume, segmentation, tasks, device=self.ui.deviceComboBox.currentText, on_progress=progress,
+            on_done=done))
+
     def guarded(self, action, success):
         """Run a quick main-thread action and report its outcome in the status label."""
         try:
@@ -302,7 +367,8 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Every button that needs the dependencies installed."""
         return (self.ui.adaptButton, self.ui.cancelButton, self.ui.acceptButton, self.ui.rejectButton,
                 self.ui.propagateButton, self.ui.saveAdapterButton, self.ui.loadAdapterButton,
-                self.ui.applyAdapterButton, self.ui.addToLineageButton)
+                self.ui.applyAdapterButton, self.ui.addToLineageButton, self.ui.addToCollectionButton,
+                self.ui.universalSegmentButton)
 
     def setStatus(self, text):
         self.ui.statusLabel.text = text
@@ -337,6 +403,9 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadAdapterButton.enabled = not running
         self.ui.applyAdapterButton.enabled = ready and not running and model is not None
         self.ui.addToLineageButton.enabled = ready and not running and not preview
+        self.ui.addToCollectionButton.enabled = ready and not running and not preview
+        self.ui.universalSegmentButton.enabled = (volume is not None and segmentation is not None and not running
+                                                  and bool(self.checkedTasks()))
 
 
 class MedAdaptSlicerLogic(ScriptedLoadableModuleLogic):

@@ -3,6 +3,9 @@ results back as a preview segment. The Widget, the self-test, ``batch.py`` and t
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +23,10 @@ from medadapt.io.points import PointPrompt
 from medadapt.slices.seeds import exemplar_seeds
 from medadapt.io.volume import Volume
 
-from . import results
+from . import results, terminology
 from .adapter_files import AdaptedModel, load_model, save_model
-from .conversion import box_from_roi, exemplar_labelmap, prompts_from_markups, segment_array, volume_from_node
+from .conversion import (box_from_roi, exemplar_labelmap, prompts_from_markups, segment_array, volume_from_node,
+                         write_segment_array)
 from .interactive import SliceSession
 from .jobs import Job, ThreadRunner
 from .parameters import Parameters
@@ -73,6 +77,7 @@ class MedAdaptLogic:
         self.model: AdaptedModel | None = None
         self._base: dict[str, object] = {}
         self._session: SliceSession | None = None
+        self._universal: dict[tuple[str, str], tuple[str, object, object]] = {}
 
     def base_backend(self, device: str):
         """The unadapted foundation model on ``device``, loaded once and reused (never trained in place)."""
@@ -223,6 +228,89 @@ class MedAdaptLogic:
             return add_task(folder, [task], 1, task_name, modality, device, progress=progress, cancel=cancel)
         return self.runner.start(work, on_progress, on_done)
 
+    def universal_tasks(self, folder: str | Path) -> list[str]:
+        """Task names of the universal model in ``folder``, read from its ``universal.json`` alone (the weights
+        are not loaded); :class:`InputError` when the folder holds no universal model."""
+        return [task["name"] for task in _universal_record(folder)["tasks"]]
+
+    def _universal_model(self, folder: str | Path, device: str):
+        """(model, foundation model) of the universal model in ``folder`` on ``device``, loaded once and loaded
+        again only when the folder's weights change."""
+        from medadapt.universal.folder import read_universal
+        from medadapt.universal.predict import base_backend
+        key = (str(Path(folder).resolve()), resolve_device(device))
+        weights = _universal_record(folder).get("weights_sha256", "")
+        if key not in self._universal or self._universal[key][0] != weights:
+            model = read_universal(folder)
+            model.network.to(key[1])
+            self._universal[key] = (model.record.weights_sha256, model, base_backend(model, key[1]))
+        return self._universal[key][1:]
+
+    def start_universal_segment(self, folder: str | Path, volume_node, segmentation_node, tasks: list[str],
+                                modality: str | None = None, device: str = "auto", on_progress=None,
+                                on_done=None) -> Job:
+        """Segment ``tasks`` of the universal model in ``folder`` on ``volume_node``, prompt-free: each task
+        becomes a new segment of ``segmentation_node`` named after it ("<task> (universal)" when the name is
+        taken), with its terminology tag and colour. Existing segments are never changed; a cancelled or failed
+        job adds nothing. ``modality``: the image's (default: CT for Hounsfield units, else the model's only
+        other one). The job's result is the predicted label map."""
+        from medadapt.universal.predict import choose_modality, predict_tasks
+        known = self.universal_tasks(folder)
+        tasks = list(dict.fromkeys(tasks or []))
+        unknown = [name for name in tasks if name not in known]
+        if unknown or not tasks:
+            raise InputError(f"tasks: {'unknown task(s) ' + ', '.join(unknown) if unknown else 'none chosen'}; "
+                             f"this model knows {', '.join(known)}")
+        if segmentation_node is None:
+            raise InputError("segmentation: select the segmentation that receives the new segments")
+        image = volume_from_node(volume_node)
+        model, backend = self._universal_model(folder, device)
+        modality = choose_modality(model, image, modality)
+
+        def work(progress, cancel):
+            return predict_tasks(model, backend, image, tasks, modality, progress, cancel)
+
+        def done(job: Job) -> None:
+            if job.state == "done":
+                add_task_segments(segmentation_node, volume_node, job.result.array,
+                                  {name: model.task(name).value for name in tasks})
+            if on_done is not None:
+                on_done(job)
+        return self.runner.start(work, on_progress, done)
+
+    def save_to_collection(self, folder: str | Path, volume_node, segmentation_node, segment_id: str,
+                           task_name: str, modality: str) -> Path:
+        """Add the accepted segment ``segment_id`` of ``volume_node`` to the training collection in ``folder``
+        (created if absent) as task ``task_name`` of ``modality``: the image and the segment as a label map
+        (value 1) in NIfTI files and a JSON sidecar naming them, all under new names (nothing is overwritten),
+        the sidecar written last. Returns the sidecar's path; ``medadapt universal train FOLDER`` reads it."""
+        from medadapt.io.volume import write_volume
+        from medadapt.universal.collection import NAME
+        for field, value in (("task name", task_name), ("modality", modality)):
+            if not isinstance(value, str) or not NAME.match(value):
+                raise InputError(f"{field}: expected a letter, then letters, digits, '_' or '-' (at most 64 "
+                                 f"characters), got {value!r}")
+        if not segment_id:
+            raise InputError("add to collection: select the accepted segment to add")
+        labels = exemplar_labelmap(segmentation_node, segment_id, volume_node)
+        image = volume_from_node(volume_node)
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"collection folder: {folder} is a file; choose a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        number = 1
+        while any((folder / f"{task_name}_{number:03d}{end}").exists()
+                  for end in (".json", "_image.nii.gz", "_labels.nii.gz")):
+            number += 1
+        stem = f"{task_name}_{number:03d}"
+        write_volume(image, folder / f"{stem}_image.nii.gz")
+        write_volume(labels.with_array(labels.array.astype(np.uint8)), folder / f"{stem}_labels.nii.gz")
+        sidecar, staging = folder / f"{stem}.json", folder / f".{stem}.json.partial"
+        staging.write_text(json.dumps({"image": f"{stem}_image.nii.gz", "labels": f"{stem}_labels.nii.gz",
+                                       "tasks": {task_name: 1}, "modality": modality}, indent=2))
+        os.replace(staging, sidecar)
+        return sidecar
+
     def save_adapter(self, directory: str | Path) -> Path:
         """Save the held adapted model as an adapter folder."""
         return save_model(directory, self._require_model())
@@ -231,3 +319,48 @@ class MedAdaptLogic:
         """Load an adapter folder and hold it for Apply / interactive use."""
         self.model, self._session = load_model(directory, resolve_device(device)), None
         return self.model
+
+
+def _universal_record(folder: str | Path) -> dict:
+    """The ``universal.json`` of a universal model folder as read (JSON only, no torch), its task list checked;
+    :class:`InputError` naming the folder or field otherwise."""
+    record = Path(folder or "") / "universal.json"
+    if not folder or not record.is_file():
+        raise InputError(f"universal model: {folder or '(none chosen)'} holds no universal.json; choose a folder "
+                         "written by `medadapt universal train`")
+    try:
+        fields = json.loads(record.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{record}: not valid JSON ({exc})") from exc
+    tasks = fields.get("tasks") if isinstance(fields, dict) else None
+    if not tasks or not isinstance(tasks, list) or not all(
+            isinstance(task, dict) and isinstance(task.get("name"), str) for task in tasks):
+        raise InputError(f"{record}: field tasks: expected a list of tasks with names")
+    return fields
+
+
+def free_segment_name(segmentation_node, name: str) -> str:
+    """``name`` when no segment has it, else "<name> (universal)", else "<name> (universal 2)", ..."""
+    segmentation = segmentation_node.GetSegmentation()
+    candidates = itertools.chain((name, f"{name} (universal)"), (f"{name} (universal {n})" for n in itertools.count(2)))
+    return next(c for c in candidates if not segmentation.GetSegmentIdBySegmentName(c))
+
+
+def add_task_segments(segmentation_node, volume_node, labels: np.ndarray, values: dict[str, int]) -> list[str]:
+    """One new segment per task (task name -> label value in ``labels``, a (z, y, x) map on ``volume_node``'s
+    grid), named by :func:`free_segment_name`, with terminology and colour; returns their IDs. Existing segments
+    are left as they are; should writing fail, the segments added so far are removed again."""
+    segmentation = segmentation_node.GetSegmentation()
+    added = []
+    try:
+        for position, (task, value) in enumerate(values.items()):
+            name = free_segment_name(segmentation_node, task)
+            segment_id = segmentation.AddEmptySegment("", name)
+            added.append(segment_id)
+            terminology.describe_segment(segmentation.GetSegment(segment_id), task, position)
+            write_segment_array(segmentation_node, segment_id, volume_node, labels == value)
+    except BaseException:
+        for segment_id in added:
+            segmentation.RemoveSegment(segment_id)
+        raise
+    return added
