@@ -169,8 +169,9 @@ def main() -> None:
                         help="also adapt the unseen structures from the base model (the reference)")
     parser.add_argument("--iterations", type=int, default=100, help="training iterations per task")
     parser.add_argument("--max-slices", type=int, default=24, help="training slices per task at most")
-    parser.add_argument("--transfer-from", nargs="*", default=[], metavar="NAME=FOLDER",
-                        help="only forward transfer, from these existing lineages (e.g. medseqft=/tmp/x/medseqft)")
+    parser.add_argument("--transfer-from", nargs="*", metavar="NAME=FOLDER",
+                        help="only forward transfer: from the base model (unless --no-transfer-from-base) and from "
+                        "these existing lineages, e.g. medseqft=/tmp/x/medseqft (none: the base model alone)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/lineage_sequence.jsonl"))
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -179,7 +180,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown case(s) {unknown}; see benchmarks/fewshot.py --list")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.transfer_from:
+    if args.transfer_from is not None:
         if args.transfer_from_base:
             transfer("base", None, args.unseen, args.transfer_k, args)
         for pair in args.transfer_from:
