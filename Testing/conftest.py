@@ -17,6 +17,14 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: share the cores 
     import torch
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a test's process group)."""
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 # A rotated, anisotropic grid: geometry must survive every step.
 OBLIQUE_DIRECTION = tuple(sitk.VersorTransform((0.2, 0.5, 0.8), 0.4).GetMatrix())
 ANISOTROPIC_SPACING = (0.8, 1.1, 2.5)

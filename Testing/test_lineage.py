@@ -3,14 +3,13 @@ delta and its checksums, a tampered lineage refused, adapting from the lineage's
 training loop under a 2-process gloo group."""
 
 import json
-import socket
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import LIVER, SPLEEN
+from conftest import free_port, LIVER, SPLEEN
 
 from medadapt.artifacts import load_adapter
 from medadapt.backends.checkpoints import sha256_of
@@ -166,11 +165,8 @@ def _train_in_group(rank: int, port: int, results) -> None:
 
 
 def test_training_under_a_two_process_gloo_group_keeps_the_processes_identical():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     results = mp.Manager().dict()
-    mp.spawn(_train_in_group, args=(port, results), nprocs=2, join=True)
+    mp.spawn(_train_in_group, args=(free_port(), results), nprocs=2, join=True)
     (first, first_losses), (second, second_losses) = results[0], results[1]
     assert np.array_equal(first, second), "averaged gradients keep both processes' weights equal"
     assert first_losses != second_losses, "each process trained on its own batches"

@@ -3,7 +3,6 @@ command line, prompt-free prediction of chosen tasks, adding a task without chan
 refused, the network's ablations and training under a 2-process gloo group."""
 
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import SimpleITK as sitk
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import ANISOTROPIC_SPACING, LIVER, OBLIQUE_DIRECTION, SPLEEN
+from conftest import ANISOTROPIC_SPACING, free_port, LIVER, OBLIQUE_DIRECTION, SPLEEN
 
 from medadapt.cli.main import main
 from medadapt.errors import InputError
@@ -190,11 +189,8 @@ def _train_in_group(rank: int, port: int, results) -> None:
 
 
 def test_training_under_a_two_process_gloo_group_keeps_the_processes_identical():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     results = mp.Manager().dict()
-    mp.spawn(_train_in_group, args=(port, results), nprocs=2, join=True)
+    mp.spawn(_train_in_group, args=(free_port(), results), nprocs=2, join=True)
     (first, first_losses), (second, second_losses) = results[0], results[1]
     assert np.array_equal(first, second), "averaged gradients keep both processes' weights equal"
     assert first_losses != second_losses, "each process trained on its own batches"

@@ -93,7 +93,7 @@ def run_predict(args: argparse.Namespace) -> None:
     if args.batch and (args.exemplars or args.points):
         raise InputError("--batch: --exemplars and --points are per image; a batch runs without prompts")
     if args.batch:
-        from medadapt.cli.predict_batch import batch_inputs, check_batch_outputs, run_batch
+        from medadapt.cli.predict_batch import batch_inputs, check_batch_outputs, finish_batch, run_batch
         inputs = batch_inputs(args.batch)
         check_batch_outputs(inputs, Path(args.output))
     else:
@@ -105,11 +105,7 @@ def run_predict(args: argparse.Namespace) -> None:
     if args.batch:
         rows = run_batch(inputs, Path(args.output), lambda path, output: _predict_one(
             path, output, backend, manifest, config, heads, atlas, None, None, False), not args.quiet)
-        failed = [row for row in rows if row.status != "ok"]
-        print(f"wrote {len(rows) - len(failed)} of {len(rows)} outputs and {Path(args.output) / 'summary.csv'}")
-        if failed:
-            raise InputError(f"--batch: {len(failed)} of {len(rows)} inputs failed (first: {failed[0].error}); "
-                             f"see {Path(args.output) / 'summary.csv'}")
+        finish_batch(rows, Path(args.output))
         return
     output = _predict_one(args.image, args.output, backend, manifest, config, heads, atlas, args.exemplars,
                           args.points, not args.quiet)

@@ -107,3 +107,12 @@ def run_batch(inputs: list[Path], out_dir: Path, segment_one: Callable[[Path, Pa
         writer.writeheader()
         writer.writerows(asdict(row) for row in rows)
     return rows
+
+
+def finish_batch(rows: list[BatchRow], out_dir: Path) -> None:
+    """Print how many outputs were written; :class:`InputError` naming the first failure when any input failed."""
+    failed = [row for row in rows if row.status != "ok"]
+    print(f"wrote {len(rows) - len(failed)} of {len(rows)} outputs and {out_dir / SUMMARY}")
+    if failed:
+        raise InputError(f"--batch: {len(failed)} of {len(rows)} inputs failed (first: {failed[0].error}); "
+                         f"see {out_dir / SUMMARY}")

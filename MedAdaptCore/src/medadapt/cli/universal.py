@@ -158,7 +158,7 @@ def run_predict(args: argparse.Namespace) -> None:
     """``medadapt predict --model UNIVERSAL_FOLDER``: the chosen tasks, prompt-free, one label map with each
     task's own value (``--batch``: one per image)."""
     from medadapt.backends.devices import resolve_device
-    from medadapt.cli.predict_batch import batch_inputs, check_batch_outputs, run_batch
+    from medadapt.cli.predict_batch import batch_inputs, check_batch_outputs, finish_batch, run_batch
     from medadapt.io.volume import check_writable
     from medadapt.universal.folder import read_universal
     from medadapt.universal.predict import base_backend, choose_tasks
@@ -177,11 +177,7 @@ def run_predict(args: argparse.Namespace) -> None:
     if args.batch:
         rows = run_batch(inputs, Path(args.output), lambda path, output: _segment(
             model, backend, path, output, tasks, args.modality, False), not args.quiet)
-        failed = [row for row in rows if row.status != "ok"]
-        print(f"wrote {len(rows) - len(failed)} of {len(rows)} outputs and {Path(args.output) / 'summary.csv'}")
-        if failed:
-            raise InputError(f"--batch: {len(failed)} of {len(rows)} inputs failed (first: {failed[0].error}); "
-                             f"see {Path(args.output) / 'summary.csv'}")
+        finish_batch(rows, Path(args.output))
         return
     output = _segment(model, backend, args.image, args.output, tasks, args.modality, not args.quiet)
     values = ", ".join(f"{name}={model.task(name).value}" for name in tasks)

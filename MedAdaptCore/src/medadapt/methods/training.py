@@ -68,6 +68,18 @@ def average_gradients(parameters: list[torch.nn.Parameter]) -> None:
             parameter.grad /= world
 
 
+def optimisation_step(optimiser: torch.optim.Optimizer, schedule, parameters: list[torch.nn.Parameter],
+                      loss: torch.Tensor) -> float:
+    """One step on ``loss``: gradients (averaged over the processes when distributed), the optimiser and the
+    learning-rate schedule; returns the loss value."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(parameters)
+    optimiser.step()
+    schedule.step()
+    return loss.item()
+
+
 def train(backend: PromptableBackend, frames: torch.Tensor, masks: torch.Tensor, config: TrainConfig,
           rng: np.random.Generator, embeddings: torch.Tensor | None = None,
           progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
@@ -98,12 +110,7 @@ def train(backend: PromptableBackend, frames: torch.Tensor, masks: torch.Tensor,
             loss = loss_fn(logits, target.to(backend.device))
             if extra_loss is not None:
                 loss = loss + extra_loss()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            average_gradients(parameters)
-            optimiser.step()
-            schedule.step()
-            losses.append(loss.item())
+            losses.append(optimisation_step(optimiser, schedule, parameters, loss))
             elapsed = time.monotonic() - started
             report(progress, Progress("adapt", iteration + 1, config.iterations, losses[-1],
                                       elapsed / (iteration + 1) * (config.iterations - iteration - 1)))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 from monai.optimizers import WarmupCosineSchedule
 
-from medadapt.methods.training import average_gradients, distributed, synchronise_start
+from medadapt.methods.training import distributed, optimisation_step, synchronise_start
 from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from medadapt.universal.network import UniversalNetwork
 from medadapt.universal.slices import EncodedVolume
@@ -104,12 +104,7 @@ def train_network(network: UniversalNetwork, volumes: list[EncodedVolume], setti
             if network.shape.modality_priors and len(modalities) > 1 and settings.modality_weight > 0:
                 target = torch.as_tensor([modalities.index(k) for k in kinds], device=device)
                 loss = loss + settings.modality_weight * F.cross_entropy(modality_logits, target)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            average_gradients(parameters)
-            optimiser.step()
-            schedule.step()
-            losses.append(loss.item())
+            losses.append(optimisation_step(optimiser, schedule, parameters, loss))
             elapsed = time.monotonic() - started
             report(progress, Progress("train universal model", step + 1, settings.iterations, losses[-1],
                                       elapsed / (step + 1) * (settings.iterations - step - 1)))
