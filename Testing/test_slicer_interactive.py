@@ -5,7 +5,7 @@ import numpy as np
 from slicer_fixtures import (add_roi, add_segmentation, crop_slices, dice, load_ct, needs_ct,  # noqa: F401
                              reference_labels, scene, segment_arrays)
 from MedAdaptSlicerLib.conversion import volume_from_node
-from MedAdaptSlicerLib.interactive import SliceSession
+from medadapt.slices.session import SliceSession
 from MedAdaptSlicerLib.jobs import SynchronousRunner
 from MedAdaptSlicerLib.logic import MedAdaptLogic
 from MedAdaptSlicerLib.results import preview_name

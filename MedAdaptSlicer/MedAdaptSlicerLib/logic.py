@@ -21,13 +21,13 @@ from medadapt.pipeline import adapt, predict, window_for
 from medadapt.slices.labels import segment
 from medadapt.io.points import PointPrompt
 from medadapt.slices.seeds import exemplar_seeds
+from medadapt.slices.session import SliceSession
 from medadapt.io.volume import Volume
 
 from . import results, terminology
 from .adapter_files import AdaptedModel, load_model, save_model
 from .conversion import (box_from_roi, exemplar_labelmap, prompts_from_markups, segment_array, volume_from_node,
                          write_segment_array)
-from .interactive import SliceSession
 from .jobs import Job, ThreadRunner
 from .parameters import Parameters
 from .regions import crop, paste

@@ -5,12 +5,33 @@ adapter everywhere."""
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
 from medadapt.methods.registry import method_for
+
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$", re.IGNORECASE)
+
+OPTION_RANGES = {"iterations": (1, 100_000), "rank": (1, 256), "synthetic": (0, 200), "input_size": (16, 4096)}
+"""Sanity limits of numeric options (far beyond any useful value), checked before anything heavy is imported."""
+
+
+def check_option_values(values: dict) -> None:
+    """:class:`InputError` naming the option when ``device`` is not a device name or a numeric option (keys of
+    :data:`OPTION_RANGES`) is not an integer in its range; ``None`` values are the defaults and pass."""
+    device = values.get("device")
+    if device is not None and not (isinstance(device, str) and DEVICE_PATTERN.match(device)):
+        raise InputError(f"--device: expected auto, cpu, cuda (or cuda:N) or mps, got {device!r}")
+    for name, (low, high) in OPTION_RANGES.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InputError(f"--{name.replace('_', '-')}: expected an integer {low}..{high}, got {value!r}")
 
 
 @dataclass(frozen=True)

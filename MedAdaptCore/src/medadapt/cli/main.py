@@ -1,5 +1,5 @@
-"""Command line: ``medadapt adapt``, ``medadapt predict``, ``medadapt demo``, ``medadapt lineage`` and
-``medadapt universal``.
+"""Command line: ``medadapt adapt``, ``medadapt predict``, ``medadapt demo``, ``medadapt lineage``,
+``medadapt universal`` and ``medadapt serve``.
 
 Exit codes: 0 ok, 2 bad input (the message names the file or option and what was wrong), 1 internal error,
 130 cancelled.
@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import traceback
 import warnings
 from typing import Callable
 
 from medadapt.cli.lineage import add_parser as add_lineage_parser
+from medadapt.cli.serve import add_parser as add_serve_parser
 from medadapt.cli.universal import add_parser as add_universal_parser
 from medadapt.errors import CancelledError, InputError
 from medadapt.methods.registry import method_for
+from medadapt.options import OPTION_RANGES, check_option_values
 
 
 def _add_common(parser: argparse.ArgumentParser, batch: bool = False) -> None:
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true")
     add_lineage_parser(commands)
     add_universal_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 
@@ -124,24 +126,12 @@ def run_with_exit_code(prog: str, job: Callable[[], object], debug: bool = False
     return 0
 
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$", re.IGNORECASE)
-
-
-OPTION_RANGES = {"iterations": (1, 100_000), "rank": (1, 256), "synthetic": (0, 200), "input_size": (16, 4096)}
-"""Sanity limits of numeric options (far beyond any useful value), checked before anything heavy is imported."""
-
-
 def check_options(args: argparse.Namespace) -> None:
     """Checks of option syntax and ranges that need no heavy import (so they answer at once); what needs
     the files (grids, labels, checkpoints) is checked by the commands before any work."""
-    if not DEVICE_PATTERN.match(getattr(args, "device", "auto")):
-        raise InputError(f"--device: expected auto, cpu, cuda (or cuda:N) or mps, got {args.device!r}")
+    check_option_values({name: getattr(args, name) for name in ("device", *OPTION_RANGES) if hasattr(args, name)})
     if args.command not in ("lineage", "universal") and getattr(args, "method", None) is not None:
         method_for(args.method)
-    for name, (low, high) in OPTION_RANGES.items():
-        value = getattr(args, name, None)
-        if value is not None and not low <= value <= high:
-            raise InputError(f"--{name.replace('_', '-')}: expected {low}..{high}, got {value}")
 
 
 def quiet_third_party_warnings() -> None:
@@ -161,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # before torch is imported
         from medadapt.cli import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
-        from medadapt.cli import lineage, universal
+        from medadapt.cli import lineage, serve, universal
         {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo,
-         "lineage": lineage.run, "universal": universal.run}[args.command](args)
+         "lineage": lineage.run, "universal": universal.run, "serve": serve.run}[args.command](args)
     return run_with_exit_code("medadapt", job, args.debug)
 

@@ -70,14 +70,19 @@ def read_points(path: str | Path, geometry: Geometry) -> list[PointPrompt]:
         raise InputError(f"{path}: points file not found") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    return points_from_json(data, geometry, str(path))
+
+
+def points_from_json(data, geometry: Geometry, source: str = "points") -> list[PointPrompt]:
+    """Point prompts from the parsed JSON object of the format above; errors name ``source``."""
     if not isinstance(data, dict) or not isinstance(data.get("points"), list):
-        raise InputError(f"{path}: expected an object with a 'points' list")
+        raise InputError(f"{source}: expected an object with a 'points' list")
     try:
         entries = data["points"]
         positions = [entry["position"] for entry in entries]
         positives = [entry.get("positive", True) for entry in entries]
         labels = [entry.get("label", 1) for entry in entries]
     except (KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{path}: every point needs a 'position' [x, y, z]") from exc
+        raise InputError(f"{source}: every point needs a 'position' [x, y, z]") from exc
     return points_from_world(positions, positives, labels, geometry, str(data.get("coordinates", "RAS")),
-                             source=str(path))
+                             source=source)

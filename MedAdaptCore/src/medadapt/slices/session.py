@@ -1,25 +1,28 @@
-"""Interactive prompt mode: re-segment one slice from clicks / a box, with image embeddings cached per slice."""
+"""Interactive prompt mode: re-segment one slice from clicks / a box, with image embeddings cached per slice
+(used by the Slicer module and by ``medadapt serve``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from medadapt.backends.base import PromptableBackend
-from medadapt.slices.stack import slice_stack
 from medadapt.io.points import PointPrompt
+from medadapt.io.volume import Volume
 from medadapt.slices.frame import in_plane_spacing
 from medadapt.slices.model import SliceModel
-from medadapt.io.volume import Volume
+from medadapt.slices.stack import slice_stack
 
 
 class SliceSession:
     """One volume bound to a backend along ``axis``; :meth:`segment_slice` only re-runs the decoder once a
     slice's embedding is cached."""
 
-    def __init__(self, backend: PromptableBackend, image: Volume, axis: int, window: tuple[float, float]):
+    def __init__(self, backend: PromptableBackend, image: Volume, axis: int, window: tuple[float, float],
+                 embeddings: dict | None = None):
+        """``embeddings``: a slice-embedding cache to share (:class:`medadapt.pipeline.EmbeddingCache`)."""
         self.image, self.axis, self.window = image, axis, window
         self.model = SliceModel(backend, slice_stack(image, axis, window),
-                                in_plane_spacing(image.geometry.spacing, axis))
+                                in_plane_spacing(image.geometry.spacing, axis), embeddings=embeddings)
 
     def matches(self, backend: PromptableBackend, image: Volume, axis: int) -> bool:
         """True when this session can serve ``image`` along ``axis`` with ``backend`` (the cache is valid)."""
