@@ -264,3 +264,38 @@ def test_a_killed_server_keeps_finished_results_and_fails_the_running_job(case, 
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_kept_adapter_predicts_and_reprompts_reuse_the_volume(server, case, tmp_path):
+    """adapt keeps a (zero-shot) adapter; predict runs it from painted slices, propagate and slice run the base
+    model; the adapter downloads as a zip of its folder and can be deleted."""
+    import zipfile
+    client = RemoteClient(server.url, BOB)
+    image_path, painted_path, painted = case
+    image, labels = client.upload(image_path)["id"], client.upload(painted_path)["id"]
+    kept = finished(client, client.submit({"kind": "adapt", "image": image, "exemplars": labels,
+                                           "save_adapter": True, "options": {"method": "zero-shot"}}))
+    assert kept["state"] == "done", kept
+    assert [a["id"] for a in client.adapters()] == [kept["adapter"]]
+    with zipfile.ZipFile(client.adapter(kept["adapter"], tmp_path / "adapter.zip")) as archive:
+        assert {"manifest.json", "adapter.safetensors"} <= set(archive.namelist())
+    z = int(np.flatnonzero(painted.any(axis=(1, 2)))[1])
+    y, x = (int(v.mean()) for v in np.nonzero(painted[z]))
+    click = {"coordinates": "voxel", "points": [{"position": [x, y, z]}]}
+    jobs = {"predict": {"kind": "predict", "image": image, "exemplars": labels, "adapter": kept["adapter"]},
+            "propagate": {"kind": "propagate", "image": image, "exemplars": labels},
+            "slice": {"kind": "slice", "image": image, "index": z, "points": click}}
+    for name, job in jobs.items():
+        state = finished(client, client.submit(job))
+        assert state["state"] == "done", (name, state)
+        result = sitk.GetArrayFromImage(sitk.ReadImage(str(client.result(state["id"], tmp_path / f"{name}.nii.gz"))))
+        on_painted = result[painted.any(axis=(1, 2))] > 0
+        if name == "slice":
+            assert result.any(axis=(1, 2)).sum() == 1 and result[z].any()
+        else:  # the painted slices are kept as painted
+            np.testing.assert_array_equal(on_painted, painted[painted.any(axis=(1, 2))] > 0)
+            assert result.any(axis=(1, 2)).sum() > painted.any(axis=(1, 2)).sum()
+    client.delete("adapters", kept["adapter"])
+    assert client.adapters() == []
+    with pytest.raises(RemoteError, match="not found"):
+        client.submit(jobs["predict"])
