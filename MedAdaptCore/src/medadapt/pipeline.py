@@ -14,7 +14,7 @@ from medadapt.backends.devices import resolve_device
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
 from medadapt.io.exemplars import Exemplars
-from medadapt.io.intensity import intensity_window, is_ct
+from medadapt.io.intensity import intensity_window, is_ct, require_contrast
 from medadapt.io.points import PointPrompt
 from medadapt.io.volume import Volume
 from medadapt.methods.atlas import Atlas, warp_atlas
@@ -87,13 +87,6 @@ def encoder_frozen(config: AdaptConfig) -> bool:
     """True unless the method adapts the foundation model with LoRA on its image encoder (then slice
     embeddings change with training and are not cached)."""
     return not (method_for(config.method).trains_backend and "encoder" in config.adapter.parts)
-
-
-def require_contrast(image: Volume) -> None:
-    """:class:`InputError` for a constant image: a model sees nothing there to segment."""
-    if image.array.size and image.array.min() == image.array.max():
-        raise InputError(f"image: every voxel is {image.array.flat[0]!r}; a constant image holds nothing to "
-                         "segment")
 
 
 def window_for(image: Volume, manifest_window: tuple[float, float] | None) -> tuple[float, float]:

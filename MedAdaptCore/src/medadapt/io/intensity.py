@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from medadapt.errors import InputError
+
 
 def is_ct(array: np.ndarray) -> bool:
     """Heuristic: Hounsfield units (air near -1000) mean CT."""
@@ -33,3 +35,11 @@ def normalise(array: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     """Clip to ``window`` and scale to float32 in [0, 1]."""
     low, high = window
     return ((np.clip(array.astype(np.float32), low, high) - low) / max(high - low, 1e-6)).astype(np.float32)
+
+
+def require_contrast(image) -> None:
+    """:class:`InputError` for a constant image (a :class:`~medadapt.io.volume.Volume`): a model sees nothing
+    there to segment."""
+    if image.array.size and image.array.min() == image.array.max():
+        raise InputError(f"image: every voxel is {image.array.flat[0]!r}; a constant image holds nothing to "
+                         "segment")

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from medadapt.backends.base import PromptableBackend
 from medadapt.errors import InputError
-from medadapt.io.intensity import intensity_window, is_ct
+from medadapt.io.intensity import intensity_window, is_ct, require_contrast
 from medadapt.io.volume import Volume
 from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from medadapt.slices.frame import in_plane_spacing
@@ -84,8 +84,7 @@ def predict_tasks(model: UniversalModel, backend: PromptableBackend, image: Volu
                   embeddings: dict[int, torch.Tensor] | None = None) -> Volume:
     """Label map on ``image``'s grid with each task's own value (0 elsewhere); ``embeddings`` as in
     :func:`task_probabilities`."""
-    if image.array.size and image.array.min() == image.array.max():
-        raise InputError(f"image: every voxel is {image.array.flat[0]!r}; a constant image holds nothing to segment")
+    require_contrast(image)
     probabilities = task_probabilities(model, backend, image, tasks, modality, progress, cancel, embeddings)
     winner = np.argmax(probabilities, axis=0)
     labels = np.zeros(probabilities.shape[1:], np.uint16)
