@@ -93,20 +93,24 @@ def run_predict(args: argparse.Namespace) -> None:
     if args.batch and (args.exemplars or args.points):
         raise InputError("--batch: --exemplars and --points are per image; a batch runs without prompts")
     if args.batch:
-        from medadapt.cli.predict_batch import batch_inputs, check_batch_outputs, finish_batch, run_batch
+        from medadapt.cli.predict_batch import (batch_group, batch_inputs, check_batch_outputs, finish_batch,
+                                                run_batch)
         inputs = batch_inputs(args.batch)
         check_batch_outputs(inputs, Path(args.output))
-    else:
-        check_writable(args.output, (args.image, args.exemplars, args.points))
+        device = resolve_device(args.device)
+        with batch_group(device):  # under torchrun each process segments its share (predict_batch)
+            backend, manifest, config = load_adapter(args.model, device)
+            heads = load_heads(args.model, manifest)
+            atlas = load_atlas(args.model, manifest)
+            rows = run_batch(inputs, Path(args.output), lambda path, output: _predict_one(
+                path, output, backend, manifest, config, heads, atlas, None, None, False), not args.quiet)
+            finish_batch(rows, Path(args.output))
+        return
+    check_writable(args.output, (args.image, args.exemplars, args.points))
     device = resolve_device(args.device)
     backend, manifest, config = load_adapter(args.model, device)
     heads = load_heads(args.model, manifest)
     atlas = load_atlas(args.model, manifest)
-    if args.batch:
-        rows = run_batch(inputs, Path(args.output), lambda path, output: _predict_one(
-            path, output, backend, manifest, config, heads, atlas, None, None, False), not args.quiet)
-        finish_batch(rows, Path(args.output))
-        return
     output = _predict_one(args.image, args.output, backend, manifest, config, heads, atlas, args.exemplars,
                           args.points, not args.quiet)
     print(f"wrote {output}")

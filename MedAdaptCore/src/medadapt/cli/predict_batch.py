@@ -1,32 +1,57 @@
 """``medadapt predict --batch``: one job applied to many images, one output each, and a summary CSV.
 
-Bad inputs (unreadable, truncated, wrong dimension, ...) are skipped and reported in the summary; the others
-go on.
+Rules (README: "Prompt-free FSEFT heads, prompt-free `predict`, `predict --batch`"):
+
+- **Order and names**: the inputs are a folder's images sorted by name, or a CSV file's ``image`` rows in file order;
+  every output name is decided from that whole list (:func:`output_paths`), so it does not depend on how many
+  processes run.
+- **Retry**: an input whose segmentation raises is tried once more at once; if the second try raises too it is
+  marked ``failed`` with the message and the batch goes on. This holds for every ``Exception`` (bad inputs,
+  :class:`InputError`, as well as e.g. a ``RuntimeError`` or running out of memory on one case): one bad case must
+  not stop a cohort. Only a cancel (:class:`CancelledError`, Ctrl-C) stops the batch. ``attempts`` counts the tries.
+- **Skip**: an output that already exists in the output folder is finished (``write_volume`` writes to a temporary
+  file and renames it, so a present file is complete); it is not rewritten and its row says ``skipped`` with
+  0 attempts. Delete an output to have it segmented again. An output that would overwrite an input is still refused
+  (:func:`check_batch_outputs`) before anything runs.
+- **Several processes** (``torchrun``, ``WORLD_SIZE`` > 1; :func:`batch_group` joins the process group with
+  ``methods.training.join_process_group``): input ``i`` (0-based, in the order above) is segmented by rank
+  ``i % WORLD_SIZE``. Each rank writes its rows to ``summary.part-RANK.csv`` in the output folder; after a barrier
+  rank 0 merges them into ``summary.csv`` in input order, removes the part files, prints the summary line and
+  raises the failure error. The other ranks print nothing and exit 0 unless they themselves crashed.
 """
 
 from __future__ import annotations
 
 import csv
 import time
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from medadapt.errors import InputError
+from medadapt.errors import CancelledError, InputError
 from medadapt.io.volume import same_file
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 SUMMARY = "summary.csv"
+ATTEMPTS = 2  # the first try and one retry
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+# Ranks that finish their share early wait at the barrier for the others (a rank whose outputs were all done
+# earlier may wait for a whole run), so the barrier may wait this long.
+BARRIER_TIMEOUT = timedelta(days=7)
 
 
 @dataclass
 class BatchRow:
-    """One line of the summary: input, output, ``ok`` or ``failed``, seconds taken and the error message."""
+    """One line of the summary: input, output, ``ok`` / ``failed`` / ``skipped``, seconds taken (all tries),
+    tries made and the last error message."""
 
     input: str
     output: str
     status: str
     seconds: float
+    attempts: int = 1
     error: str = ""
 
 
@@ -86,33 +111,111 @@ def check_batch_outputs(inputs: list[Path], out_dir: Path) -> list[Path]:
     return outputs
 
 
-def run_batch(inputs: list[Path], out_dir: Path, segment_one: Callable[[Path, Path], None],
+def shard(count: int, rank: int, world: int) -> list[int]:
+    """The indices of the ``count`` inputs that rank ``rank`` of ``world`` segments: ``i % world == rank``."""
+    return list(range(rank, count, world))
+
+
+def process_share() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) outside a process group."""
+    from medadapt.methods.training import distributed
+    if not distributed():
+        return 0, 1
+    import torch.distributed as dist
+    return dist.get_rank(), dist.get_world_size()
+
+
+@contextmanager
+def batch_group(device: str) -> Iterator[None]:
+    """Inside: this process is in the ``torchrun`` process group when launched so (gloo on the CPU; nccl with
+    each process on its ``LOCAL_RANK`` GPU), left on exit. Enter it before loading the model."""
+    from medadapt.methods.training import join_process_group
+    grouped = join_process_group(device, timeout=BARRIER_TIMEOUT)
+    try:
+        yield
+    finally:
+        if grouped:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+
+
+def segment_with_retry(path: Path, output: Path, segment_one: Callable[[Path, Path], object]) -> BatchRow:
+    """The summary row of one input: ``skipped`` when ``output`` exists, else ``segment_one(path, output)``
+    tried up to :data:`ATTEMPTS` times (any ``Exception`` but a cancel counts as a failed try)."""
+    if output.is_file():
+        return BatchRow(str(path), str(output), SKIPPED, 0.0, 0)
+    started, error = time.monotonic(), ""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            segment_one(path, output)
+            return BatchRow(str(path), str(output), OK, round(time.monotonic() - started, 2), attempt)
+        except CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad case must not stop a cohort (module docstring)
+            error = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+    return BatchRow(str(path), "", FAILED, round(time.monotonic() - started, 2), ATTEMPTS, error)
+
+
+def part_name(rank: int) -> str:
+    """The file in the output folder holding rank ``rank``'s summary rows until rank 0 merges them."""
+    return f"summary.part-{rank}.csv"
+
+
+def _write_rows(path: Path, rows: list[BatchRow]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(BatchRow)])
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
+
+
+def _read_rows(path: Path) -> list[BatchRow]:
+    with path.open(newline="") as handle:
+        return [BatchRow(row["input"], row["output"], row["status"], float(row["seconds"]), int(row["attempts"]),
+                         row["error"]) for row in csv.DictReader(handle)]
+
+
+def run_batch(inputs: list[Path], out_dir: Path, segment_one: Callable[[Path, Path], object],
               show_progress: bool = True) -> list[BatchRow]:
-    """Call ``segment_one(input, output)`` for every input with a tqdm bar, write ``out_dir/summary.csv``
-    and return its rows; an :class:`InputError` marks that input ``failed`` and the batch goes on."""
+    """Segment this process's share of ``inputs`` (all of them outside a process group) with
+    :func:`segment_with_retry` and a tqdm bar, and write ``out_dir/summary.csv``. Returns the summary's rows on
+    rank 0 (every input, in input order) and this rank's own rows elsewhere."""
     from tqdm import tqdm
     outputs = check_batch_outputs(inputs, out_dir)
     out_dir.mkdir(exist_ok=True)
-    rows = []
-    for path, output in tqdm(list(zip(inputs, outputs)), desc="predict", unit="image",
-                             disable=not show_progress):
-        started = time.monotonic()
-        try:
-            segment_one(path, output)
-            rows.append(BatchRow(str(path), str(output), "ok", round(time.monotonic() - started, 2)))
-        except InputError as exc:
-            rows.append(BatchRow(str(path), "", "failed", round(time.monotonic() - started, 2), str(exc)))
-    with (out_dir / SUMMARY).open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(BatchRow.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(asdict(row) for row in rows)
-    return rows
+    rank, world = process_share()
+    mine = shard(len(inputs), rank, world)
+    desc = "predict" if world == 1 else f"predict (rank 0 of {world}: {len(mine)} of {len(inputs)} images)"
+    rows = [segment_with_retry(inputs[i], outputs[i], segment_one)
+            for i in tqdm(mine, desc=desc, unit="image", disable=not show_progress or rank != 0)]
+    if world == 1:
+        _write_rows(out_dir / SUMMARY, rows)
+        return rows
+    import torch.distributed as dist
+    _write_rows(out_dir / part_name(rank), rows)
+    dist.barrier()
+    if rank != 0:
+        return rows
+    parts = [_read_rows(out_dir / part_name(r)) for r in range(world)]
+    for r, part in enumerate(parts):
+        if len(part) != len(shard(len(inputs), r, world)):
+            raise RuntimeError(f"{out_dir / part_name(r)}: {len(part)} rows, expected "
+                               f"{len(shard(len(inputs), r, world))}; was another batch writing to {out_dir}?")
+    merged = [parts[i % world][i // world] for i in range(len(inputs))]
+    _write_rows(out_dir / SUMMARY, merged)
+    for r in range(world):
+        (out_dir / part_name(r)).unlink()
+    return merged
 
 
 def finish_batch(rows: list[BatchRow], out_dir: Path) -> None:
-    """Print how many outputs were written; :class:`InputError` naming the first failure when any input failed."""
-    failed = [row for row in rows if row.status != "ok"]
-    print(f"wrote {len(rows) - len(failed)} of {len(rows)} outputs and {out_dir / SUMMARY}")
+    """On rank 0 (or without a process group): print how many outputs were written and skipped;
+    :class:`InputError` naming the first failure when any input failed. Other ranks do nothing."""
+    if process_share()[0] != 0:
+        return
+    failed = [row for row in rows if row.status == FAILED]
+    skipped = sum(row.status == SKIPPED for row in rows)
+    done = f" ({skipped} skipped: already in {out_dir})" if skipped else ""
+    print(f"wrote {len(rows) - len(failed) - skipped} of {len(rows)} outputs and {out_dir / SUMMARY}{done}")
     if failed:
         raise InputError(f"--batch: {len(failed)} of {len(rows)} inputs failed (first: {failed[0].error}); "
                          f"see {out_dir / SUMMARY}")

@@ -158,7 +158,7 @@ def run_predict(args: argparse.Namespace) -> None:
     """``medadapt predict --model UNIVERSAL_FOLDER``: the chosen tasks, prompt-free, one label map with each
     task's own value (``--batch``: one per image)."""
     from medadapt.backends.devices import resolve_device
-    from medadapt.cli.predict_batch import batch_inputs, check_batch_outputs, finish_batch, run_batch
+    from medadapt.cli.predict_batch import batch_group, batch_inputs, check_batch_outputs, finish_batch, run_batch
     from medadapt.io.volume import check_writable
     from medadapt.universal.folder import read_universal
     from medadapt.universal.predict import base_backend, choose_tasks
@@ -173,12 +173,15 @@ def run_predict(args: argparse.Namespace) -> None:
         check_batch_outputs(inputs, Path(args.output))
     else:
         check_writable(args.output, (args.image,))
-    backend = base_backend(model, resolve_device(args.device))
+    device = resolve_device(args.device)
     if args.batch:
-        rows = run_batch(inputs, Path(args.output), lambda path, output: _segment(
-            model, backend, path, output, tasks, args.modality, False), not args.quiet)
-        finish_batch(rows, Path(args.output))
+        with batch_group(device):  # under torchrun each process segments its share (predict_batch)
+            backend = base_backend(model, device)
+            rows = run_batch(inputs, Path(args.output), lambda path, output: _segment(
+                model, backend, path, output, tasks, args.modality, False), not args.quiet)
+            finish_batch(rows, Path(args.output))
         return
+    backend = base_backend(model, device)
     output = _segment(model, backend, args.image, args.output, tasks, args.modality, not args.quiet)
     values = ", ".join(f"{name}={model.task(name).value}" for name in tasks)
     print(f"wrote {output} ({values})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -37,15 +38,16 @@ def distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def join_process_group(device: str) -> bool:
+def join_process_group(device: str, timeout: timedelta | None = None) -> bool:
     """Join the process group of a ``torchrun`` launch (``WORLD_SIZE`` > 1): gloo on the CPU, nccl on CUDA
-    (each process on its ``LOCAL_RANK`` GPU). Returns whether training runs distributed."""
+    (each process on its ``LOCAL_RANK`` GPU); ``timeout`` bounds a collective's wait (torch's default when None).
+    Returns whether training runs distributed."""
     if distributed() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
         return distributed()
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if cuda else "gloo")
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
     return True
 
 
