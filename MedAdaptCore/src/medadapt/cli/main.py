@@ -1,5 +1,5 @@
 """Command line: ``medadapt adapt``, ``medadapt predict``, ``medadapt demo``, ``medadapt lineage``,
-``medadapt universal`` and ``medadapt serve``.
+``medadapt universal``, ``medadapt serve`` and ``medadapt web``.
 
 Exit codes: 0 ok, 2 bad input (the message names the file or option and what was wrong), 1 internal error,
 130 cancelled.
@@ -17,6 +17,7 @@ from typing import Callable
 from medadapt.cli.lineage import add_parser as add_lineage_parser
 from medadapt.cli.serve import add_parser as add_serve_parser
 from medadapt.cli.universal import add_parser as add_universal_parser
+from medadapt.cli.web import add_parser as add_web_parser
 from medadapt.errors import CancelledError, InputError
 from medadapt.methods.registry import method_for
 from medadapt.options import OPTION_RANGES, check_option_values
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lineage_parser(commands)
     add_universal_parser(commands)
     add_serve_parser(commands)
+    add_web_parser(commands)
     return parser
 
 
@@ -151,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # before torch is imported
         from medadapt.cli import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
-        from medadapt.cli import lineage, serve, universal
+        from medadapt.cli import lineage, serve, universal, web
         {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo,
-         "lineage": lineage.run, "universal": universal.run, "serve": serve.run}[args.command](args)
+         "lineage": lineage.run, "universal": universal.run, "serve": serve.run, "web": web.run}[args.command](args)
     return run_with_exit_code("medadapt", job, args.debug)
 
