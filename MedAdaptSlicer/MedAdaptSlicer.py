@@ -1,11 +1,13 @@
 """MedAdapt: adapt a medical segmentation foundation model to a few painted slices, inside 3D Slicer.
 
 Desktop shell only: the module description, the widget that wires the .ui to
-:class:`MedAdaptSlicerLib.logic.MedAdaptLogic`, and the self-test. Heavy packages (torch, the core) are
-imported only when a button needs them.
+:class:`MedAdaptSlicerLib.logic.MedAdaptLogic` (Local) or :class:`MedAdaptSlicerLib.remote.RemoteLogic`
+(Remote: a ``medadapt serve`` server does the work), and the self-test. Heavy packages (torch, the core) are
+imported only when a Local button needs them; Remote mode never imports them.
 """
 
 import os
+import threading
 
 import qt
 import slicer
@@ -36,7 +38,9 @@ class MedAdaptSlicer(ScriptedLoadableModule):
             "volumes, with a few clicks or painted slices, or with no prompt at all: a LoRA adapter registers its "
             "atlas (this volume and its painting) onto the new volume, FSEFT heads find the structure themselves. A "
             "<b>universal model</b> segments the tasks it learned without any prompt, each into a new segment; "
-            "<b>Add to collection</b> keeps accepted segments as its training data.")
+            "<b>Add to collection</b> keeps accepted segments as its training data. Under <b>Compute</b>, "
+            "<b>Remote</b> runs Adapt, Apply and Propagate on a MedAdapt server (medadapt serve) instead of this "
+            "computer, which then needs nothing installed.")
         self.parent.acknowledgementText = (
             "MedAdapt builds on: exemplar-guided data synthesis ('Cheap Lunch' for medical image segmentation); "
             "FSEFT, few-shot efficient fine-tuning of volumetric segmentation foundation models; SAMed, "
@@ -62,6 +66,8 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.remoteLogic = None
+        self.jobLogic = None
         self.job = None
         self.timer = None
         self.interactive_index = None
@@ -93,6 +99,10 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+        self.ui.testConnectionButton.connect("clicked(bool)", self.onTestConnection)
+        self.ui.computeModeComboBox.connect("currentIndexChanged(int)", self.onComputeModeChanged)
+        self.ui.serverUrlLineEdit.connect("editingFinished()", self.saveServerSettings)
+        self.ui.serverTokenLineEdit.connect("editingFinished()", self.saveServerSettings)
         for selector in (self.ui.positivePointsSelector, self.ui.negativePointsSelector, self.ui.roiSelector):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.onPromptNodeChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.updateButtons)
@@ -100,10 +110,13 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def cleanup(self):
-        """Stop observing and cancel a running job when the module is closed."""
+        """Stop observing and cancel a running job when the module is closed (Remote: the server's job too, and
+        this session's uploads there are deleted)."""
         self.removeObservers()
         if self.job is not None:
             self.job.cancel()
+        if self.remoteLogic is not None:
+            threading.Thread(target=self.remoteLogic.close, name="MedAdapt remote cleanup", daemon=True).start()
 
     # --- inputs -------------------------------------------------------------------------------------------------
     def parameters(self):
@@ -125,7 +138,23 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 "inputSize": (self.ui.inputSizeSpinBox, "value"), "loraParts": (self.ui.loraPartsComboBox, "currentText"),
                 "iterations": (self.ui.iterationsSpinBox, "value"), "rank": (self.ui.rankSpinBox, "value"),
                 "synthesis": (self.ui.synthesisSpinBox, "value"), "seed": (self.ui.seedSpinBox, "value"),
-                "between": (self.ui.betweenComboBox, "currentText")}
+                "between": (self.ui.betweenComboBox, "currentText"), **self.serverSettingWidgets(),
+                **self.computeModeSetting()}
+
+    def computeModeSetting(self):
+        """Local or Remote (shared with the Segment Editor effect)."""
+        from MedAdaptSlicerLib.settings import COMPUTE_MODE
+        return {COMPUTE_MODE: (self.ui.computeModeComboBox, "currentText")}
+
+    def serverSettingWidgets(self):
+        """The server's URL and token (kept in Slicer's settings; the token in plain text, see README)."""
+        from MedAdaptSlicerLib.settings import SERVER_TOKEN, SERVER_URL
+        return {SERVER_URL: (self.ui.serverUrlLineEdit, "text"), SERVER_TOKEN: (self.ui.serverTokenLineEdit, "text")}
+
+    def saveServerSettings(self):
+        """Remember the server's URL and token now (the Segment Editor effect reads them too)."""
+        from MedAdaptSlicerLib.settings import save_settings
+        save_settings(qt.QSettings(), self.serverSettingWidgets())
 
     def restoreSettings(self):
         """Put back the choices of the last session (Slicer's settings file, as other modules keep theirs),
@@ -151,14 +180,60 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return (self.ui.positivePointsSelector.currentNode(), self.ui.negativePointsSelector.currentNode(),
                 self.ui.roiSelector.currentNode())
 
-    # --- running jobs ---------------------------------------------------------------------------------------------
-    def run(self, start):
-        """Call ``start(on_progress, on_done)`` of the logic, reporting errors in the status label."""
+    # --- Local / Remote ---------------------------------------------------------------------------------------------
+    def isRemote(self):
+        """Whether the Compute section says Remote (a MedAdapt server does the work)."""
+        return self.ui.computeModeComboBox.currentText == "Remote"
+
+    def activeLogic(self):
+        """The logic the buttons use: the local one, or in Remote mode the remote one of the URL and token shown
+        (a new one when they change; its errors name a bad URL)."""
+        if not self.isRemote():
+            return self.logic
+        from MedAdaptSlicerLib.remote import RemoteLogic
+        url, token = self.ui.serverUrlLineEdit.text.strip(), self.ui.serverTokenLineEdit.text.strip()
+        current = self.remoteLogic
+        if current is None or (current.client.url, current.client.token) != (url.rstrip("/"), token):
+            self.remoteLogic = RemoteLogic(url, token)
+            if current is not None and self.job is None:
+                threading.Thread(target=current.close, name="MedAdapt remote cleanup", daemon=True).start()
+        return self.remoteLogic
+
+    def heldModel(self):
+        """The model Apply uses in the current mode (``None`` before any; never loads torch)."""
+        if self.isRemote():
+            return self.remoteLogic.model if self.remoteLogic is not None else None
+        return self.logic.model if self.logic.started else None  # no heavy import before the first job
+
+    def onComputeModeChanged(self, *unused):
+        from MedAdaptSlicerLib.settings import save_settings
+        save_settings(qt.QSettings(), self.computeModeSetting())
+        self.interactive_index = None
+        self.setStatus("Remote: Adapt, Apply and Propagate run on the server; press Test connection to check it."
+                       if self.isRemote() else "Local: MedAdapt runs on this computer.")
+        self.updateButtons()
+
+    def onTestConnection(self):
+        """Show the server's answer for the URL and token (who, devices, usage), or what went wrong."""
+        self.saveServerSettings()
         try:
-            self.job = start(self.onProgress, self.onDone)
+            text = self.activeLogic().test_connection()
+        except Exception as exc:
+            text = f"Error: {exc}"
+        self.ui.connectionLabel.text = text
+        self.setStatus(text)
+
+    # --- running jobs ---------------------------------------------------------------------------------------------
+    def run(self, start, local=False):
+        """Call ``start(logic, on_progress, on_done)`` with the active logic (the local one when ``local``),
+        reporting errors in the status label."""
+        try:
+            logic = self.logic if local else self.activeLogic()
+            self.job = start(logic, self.onProgress, self.onDone)
         except Exception as exc:
             self.setStatus(f"Error: {exc}")
             return
+        self.jobLogic = logic
         self.ui.progressBar.setValue(0)
         self.setStatus("Running...")
         self.timer.start()
@@ -168,21 +243,21 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.saveSettings()
         volume, segmentation, segment_id = self.target()
         positive, negative, roi = self.prompts()
-        self.run(lambda progress, done: self.logic.start_adapt(volume, segmentation, segment_id, self.parameters(),
-                                                               positive, negative, roi, progress, done))
+        self.run(lambda logic, progress, done: logic.start_adapt(volume, segmentation, segment_id, self.parameters(),
+                                                                 positive, negative, roi, progress, done))
 
     def onApplyAdapter(self):
         volume, segmentation, segment_id = self.target()
         positive, negative, roi = self.prompts()
-        self.run(lambda progress, done: self.logic.start_apply(volume, segmentation, segment_id, positive, negative,
-                                                               roi, progress, done))
+        self.run(lambda logic, progress, done: logic.start_apply(volume, segmentation, segment_id, positive, negative,
+                                                                 roi, progress, done))
 
     def onPropagate(self):
         volume, segmentation, segment_id = self.target()
         index = self.interactive_index
-        self.run(lambda progress, done: self.logic.start_propagate(volume, segmentation, segment_id, index,
-                                                                   device=self.ui.deviceComboBox.currentText,
-                                                                   on_progress=progress, on_done=done))
+        self.run(lambda logic, progress, done: logic.start_propagate(volume, segmentation, segment_id, index,
+                                                                     device=self.ui.deviceComboBox.currentText,
+                                                                     on_progress=progress, on_done=done))
 
     def onCancel(self):
         if self.job is not None:
@@ -190,7 +265,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onPoll()
 
     def onPoll(self):
-        if not self.logic.runner.poll():
+        if self.jobLogic is None or not self.jobLogic.runner.poll():
             self.timer.stop()
 
     def onProgress(self, event):
@@ -211,7 +286,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.setStatus("Cancelled; nothing was changed.")
         else:
             self.setStatus(f"Error: {job.error}")
-        model = self.logic.model if self.logic.started else None
+        model = self.heldModel()
         self.ui.diceLabel.text = (", ".join(f"{v:.3f}" for v in model.validation_dice.values())
                                   if model is not None and model.validation_dice else "-")
         self.updateButtons()
@@ -219,11 +294,11 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- preview, interactive, adapters ------------------------------------------------------------------------
     def onAccept(self):
         volume, segmentation, segment_id = self.target()
-        self.guarded(lambda: self.logic.accept(volume, segmentation, segment_id), "Accepted.")
+        self.guarded(lambda: self.activeLogic().accept(volume, segmentation, segment_id), "Accepted.")
 
     def onReject(self):
         _, segmentation, segment_id = self.target()
-        self.guarded(lambda: self.logic.reject(segmentation, segment_id), "Preview removed.")
+        self.guarded(lambda: self.activeLogic().reject(segmentation, segment_id), "Preview removed.")
 
     def onPromptNodeChanged(self, node=None):
         self.removeObservers(self.onPromptModified)
@@ -239,8 +314,8 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         positive, negative, roi = self.prompts()
 
         def update():
-            self.interactive_index = self.logic.update_slice(volume, segmentation, segment_id, positive, negative,
-                                                             roi, device=self.ui.deviceComboBox.currentText)
+            self.interactive_index = self.activeLogic().update_slice(
+                volume, segmentation, segment_id, positive, negative, roi, device=self.ui.deviceComboBox.currentText)
         self.guarded(update, "Slice updated; Propagate extends it.")
 
     def onSaveAdapter(self):
@@ -251,7 +326,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             name = qt.QInputDialog.getText(None, "Adapter name", "Name:", qt.QLineEdit.Normal, "medadapt-adapter")
             if name:
                 path = os.path.join(directory, name)
-                self.guarded(lambda: self.logic.save_adapter(path), f"Saved adapter to {path}.")
+                self.guarded(lambda: self.activeLogic().save_adapter(path), f"Saved adapter to {path}.")
 
     def onAddToLineage(self):
         volume, segmentation, segment_id = self.target()
@@ -275,9 +350,9 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 task = job.result.record.tasks[-1]
                 self.setStatus(f"Lineage {folder}: stage {task.stage} learned '{task.name}'; choose the folder as "
                                "base model to adapt from it.")
-        self.run(lambda progress, _: self.logic.start_add_to_lineage(
+        self.run(lambda logic, progress, _: logic.start_add_to_lineage(
             folder, volume, segmentation, segment_id, name, device=self.ui.deviceComboBox.currentText,
-            on_progress=progress, on_done=done))
+            on_progress=progress, on_done=done), local=True)
 
     def onAddToCollection(self):
         volume, segmentation, segment_id = self.target()
@@ -299,12 +374,34 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                          "trains on it.")
 
     def onLoadAdapter(self):
+        if self.isRemote():
+            self.chooseServerAdapter()
+            return
         directory = qt.QFileDialog.getExistingDirectory(None, "Adapter folder",
                                                         qt.QSettings().value(ADAPTER_FOLDER_SETTING, ""))
         if directory:
             qt.QSettings().setValue(ADAPTER_FOLDER_SETTING, os.path.dirname(directory))
             self.guarded(lambda: self.logic.load_adapter(directory, self.ui.deviceComboBox.currentText),
                          f"Loaded adapter {directory}.")
+
+    def chooseServerAdapter(self):
+        """Remote: hold one of the adapters the server keeps for this token (newest first) for Apply."""
+        import time
+        try:
+            logic = self.activeLogic()
+            adapters = logic.server_adapters()
+        except Exception as exc:
+            self.setStatus(f"Error: {exc}")
+            return
+        if not adapters:
+            self.setStatus("The server keeps no adapter for this token yet: run Adapt with a trained method first.")
+            return
+        labels = [f"{a['id']}  {a.get('method', '?')}  "
+                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(float(a.get('created', 0))))}" for a in adapters]
+        choice = qt.QInputDialog.getItem(None, "Server adapter", "Adapter kept on the server:", labels, 0, False)
+        if choice:
+            self.guarded(lambda: logic.use_adapter(choice.split()[0]),
+                         f"Holding the server's adapter {choice.split()[0]}; Apply adapter uses it.")
 
     def onInstallDependencies(self):
         from MedAdaptSlicerLib import dependencies
@@ -349,9 +446,9 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if job.state == "done":
                 self.setStatus(f"Added a segment for each of {', '.join(tasks)}, named after the task; existing "
                                "segments are unchanged.")
-        self.run(lambda progress, _: self.logic.start_universal_segment(
+        self.run(lambda logic, progress, _: logic.start_universal_segment(
             folder, volume, segmentation, tasks, device=self.ui.deviceComboBox.currentText, on_progress=progress,
-            on_done=done))
+            on_done=done), local=True)
 
     def guarded(self, action, success):
         """Run a quick main-thread action and report its outcome in the status label."""
@@ -374,9 +471,13 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = text
 
     def updateButtons(self, *unused):
+        """Local mode needs the dependencies installed; Remote mode none (the lineage, collection and universal
+        model buttons are Local only)."""
         from MedAdaptSlicerLib.dependencies import missing_packages
-        missing = missing_packages()
+        remote = self.isRemote()
+        missing = [] if remote else missing_packages()
         self.ui.installDependenciesButton.enabled = self.job is None
+        self.ui.testConnectionButton.enabled = remote and self.job is None
         if missing:
             for button in self.workButtons():
                 button.enabled = False
@@ -394,18 +495,20 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.acceptButton.enabled = preview and not running
         self.ui.rejectButton.enabled = preview and not running
         self.ui.propagateButton.enabled = preview and not running and self.interactive_index is not None
-        model = self.logic.model if self.logic.started else None  # no heavy import before the first job
+        model = self.heldModel()
         savable = False
-        if model is not None:
+        if model is not None and remote:
+            savable = model.adapter_id is not None
+        elif model is not None:
             from MedAdaptSlicerLib.adapter_files import SAVABLE_METHODS
             savable = model.config.method in SAVABLE_METHODS
         self.ui.saveAdapterButton.enabled = not running and savable
         self.ui.loadAdapterButton.enabled = not running
         self.ui.applyAdapterButton.enabled = ready and not running and model is not None
-        self.ui.addToLineageButton.enabled = ready and not running and not preview
-        self.ui.addToCollectionButton.enabled = ready and not running and not preview
+        self.ui.addToLineageButton.enabled = ready and not running and not preview and not remote
+        self.ui.addToCollectionButton.enabled = ready and not running and not preview and not remote
         self.ui.universalSegmentButton.enabled = (volume is not None and segmentation is not None and not running
-                                                  and bool(self.checkedTasks()))
+                                                  and bool(self.checkedTasks()) and not remote)
 
 
 class MedAdaptSlicerLogic(ScriptedLoadableModuleLogic):

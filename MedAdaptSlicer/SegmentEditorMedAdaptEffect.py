@@ -4,7 +4,8 @@ Qt shell only, registered by the MedAdapt module at startup: paint a few slices,
 **Adapt** (progress, Cancel), look at the preview, press **Apply** (one undo step; the editor's editable area,
 overwrite and intensity-mask settings apply) or **Cancel**. The work is done by
 :class:`MedAdaptSlicerLib.effect.EffectSession`, imported at the first Adapt, so the effect appears in a Slicer
-that has none of MedAdapt's packages yet and says where to install them.
+that has none of MedAdapt's packages yet and says where to install them. "Run on: Remote" (the module's Compute
+setting, shared) adapts on the MedAdapt server set in the module instead, with nothing installed.
 """
 
 import os
@@ -25,6 +26,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.session = None
         self.job = None
         self.timer = None
+        self.remote = None
 
     def clone(self):
         """A new instance of this effect (the Segment Editor asks one per editor widget)."""
@@ -44,11 +46,18 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 "adapted foundation model.<p>Paint the structure on two or three slices (one works too), press "
                 "<b>Adapt</b>, check the preview, then <b>Apply</b> (undoable) or <b>Cancel</b>. The editable area "
                 "and overwrite settings below apply. Adapter files, clicks and other volumes are in the MedAdapt "
-                "module.</p></html>")
+                "module.</p><p><b>Run on: Remote</b> adapts on the MedAdapt server whose URL and token are set in "
+                "the module's Compute section; this computer then needs nothing installed.</p></html>")
 
     def setupOptionsFrame(self):
         """Method, device, base model (checkpoint file, input size), LoRA placement, which segments,
-        Adapt / Cancel / Apply, progress and status. The choices are the module's (the same saved settings)."""
+        Adapt / Cancel / Apply, progress and status. The choices are the module's (the same saved settings),
+        Local / Remote included."""
+        self.computeModeSelector = qt.QComboBox()
+        self.computeModeSelector.addItems(["Local", "Remote"])
+        self.computeModeSelector.toolTip = ("Local: this computer. Remote: the MedAdapt server set in the MedAdapt "
+                                            "module (Compute section)")
+        self.scriptedEffect.addLabeledOptionsWidget("Run on:", self.computeModeSelector)
         self.methodSelector = qt.QComboBox()
         self.methodSelector.toolTip = "lora (default) adapts the model; fill is Slicer's Fill between slices"
         self.scriptedEffect.addLabeledOptionsWidget("Method:", self.methodSelector)
@@ -87,6 +96,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.adaptButton.connect("clicked(bool)", self.onAdapt)
         self.cancelButton.connect("clicked(bool)", self.onCancel)
         self.applyButton.connect("clicked(bool)", self.onApply)
+        self.computeModeSelector.connect("currentIndexChanged(int)", self.onComputeModeChanged)
         self.timer = qt.QTimer()
         self.timer.setInterval(100)
         self.timer.connect("timeout()", self.onPoll)
@@ -98,7 +108,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         return {"device": (self.deviceSelector, "currentText"), "baseModel": (self.baseModelSelector, "currentText"),
                 "checkpoint": (self.checkpointEdit, "text"), "inputSize": (self.inputSizeSpinBox, "value"),
                 "loraParts": (self.loraPartsSelector, "currentText"),
-                "effectAllSegments": (self.allSegmentsCheckBox, "checked")}
+                "effectAllSegments": (self.allSegmentsCheckBox, "checked"),
+                "computeMode": (self.computeModeSelector, "currentText")}
 
     def restoreSettings(self):
         """The choices last used in the effect or the module."""
@@ -114,20 +125,49 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         """Leaving the effect keeps no half-done work: a running job is cancelled, the preview removed."""
         self.onCancel()
 
+    def isRemote(self):
+        """Whether "Run on" says Remote."""
+        return self.computeModeSelector.currentText == "Remote"
+
+    def onComputeModeChanged(self, *unused):
+        """Remember Local / Remote (the module shows the same choice)."""
+        from MedAdaptSlicerLib.settings import save_settings
+        save_settings(qt.QSettings(), {"computeMode": (self.computeModeSelector, "currentText")})
+        self.statusLabel.text = ""
+        self.updateButtons()
+
+    def remoteLogic(self):
+        """The remote logic of the server URL and token saved by the module (a new one when they change)."""
+        from MedAdaptSlicerLib.remote import RemoteLogic
+        from MedAdaptSlicerLib.settings import remote_settings
+        _, url, token = remote_settings(qt.QSettings())
+        if self.remote is None or (self.remote.client.url, self.remote.client.token) != (url.rstrip("/"), token):
+            self.remote = RemoteLogic(url, token)
+        return self.remote
+
     def updateButtons(self):
-        """Adapt needs the dependencies; Apply needs a preview; Cancel needs a job or a preview."""
+        """Adapt needs the dependencies (Local) or a server URL (Remote); Apply needs a preview; Cancel needs a
+        job or a preview."""
         from MedAdaptSlicerLib.dependencies import missing_packages
-        missing = missing_packages()
+        from MedAdaptSlicerLib.settings import remote_settings
+        remote = self.isRemote()
+        missing = [] if remote else missing_packages()
+        no_server = remote and not remote_settings(qt.QSettings())[1]
         if missing:
             self.statusLabel.text = ("Open the MedAdapt module and press Install dependencies: missing "
                                      + ", ".join(missing) + ".")
-        elif not self.methodSelector.count:
-            from medadapt.methods.registry import METHODS
+        elif no_server:
+            self.statusLabel.text = "Remote: set the server URL and token in the MedAdapt module (Compute section)."
+        if not missing and not self.methodSelector.count:
+            if remote:
+                from MedAdaptSlicerLib.remote import METHODS
+            else:
+                from medadapt.methods.registry import METHODS
             self.methodSelector.addItems(list(METHODS))
             self.methodSelector.currentText = qt.QSettings().value("MedAdapt/method", "lora")
         running = self.job is not None and self.job.state == "running"
         previewing = self.session is not None and bool(self.session.previews)
-        self.adaptButton.enabled = not missing and not running
+        self.adaptButton.enabled = not missing and not no_server and not running
         self.applyButton.enabled = previewing and not running
         self.cancelButton.enabled = running or previewing
 
@@ -153,9 +193,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                                     base_model=self.baseModelSelector.currentText,
                                     checkpoint=self.checkpointEdit.text.strip(), input_size=self.inputSizeSpinBox.value,
                                     lora_parts=self.loraPartsSelector.currentText)
-            self.job = session.start_adapt(parameters, ids, self.onProgress, self.onDone)
+            remote = self.remoteLogic() if self.isRemote() else None
+            self.job = session.start_adapt(parameters, ids, self.onProgress, self.onDone, remote=remote)
             self.progressBar.visible = True
-            self.statusLabel.text = "Adapting..."
+            self.statusLabel.text = f"Adapting on {remote.client.url}..." if remote is not None else "Adapting..."
             self.timer.start()
         self.updateButtons()
 

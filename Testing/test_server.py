@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,30 +22,9 @@ from MedAdaptSlicerLib.remote_client import RemoteClient, RemoteError  # noqa: E
 
 from medadapt.errors import InputError  # noqa: E402
 from medadapt.server.settings import Limits, ServerSettings, check_settings, read_tokens  # noqa: E402
+from server_fixtures import InProcessServer  # noqa: E402
 
 ALICE, BOB = "alice-token-0123456789abcdef", "bob-token-0123456789abcdefgh"
-
-
-class InProcessServer:
-    """``create_app`` served by uvicorn in a thread of this process."""
-
-    def __init__(self, settings: ServerSettings):
-        import uvicorn
-
-        from medadapt.server.app import create_app
-        self.url = f"http://127.0.0.1:{settings.port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -92,3 +92,26 @@ def test_roi_gives_voxel_bounds(scene):
     roi.SetSize(4.0, 2.0, 4.0)
     low, high = conversion.box_from_roi(roi, geometry)
     assert tuple(low) == (3, 4, 2) and tuple(high) == (5, 6, 6)
+
+
+def test_node_grid_and_painted_mask_need_no_core_objects(scene):
+    mrml, _ = scene
+    original = oblique_volume()
+    node = mrml.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "oblique")
+    conversion.update_node_from_volume(node, original)
+    grid = conversion.node_grid(node)
+    assert isinstance(grid, conversion.Grid) and grid.size == original.geometry.size
+    np.testing.assert_allclose(grid.direction, original.geometry.direction, atol=1e-9)
+    for ijk in ((0, 0, 0), (2, 3, 1), (6.5, 4, 3)):
+        world = grid.index_to_world(ijk)
+        np.testing.assert_allclose(world, original.geometry.index_to_world(ijk), atol=1e-9)
+        np.testing.assert_allclose(grid.world_to_index(world), ijk, atol=1e-9)
+    np.testing.assert_array_equal(conversion.node_array(node), original.array)
+    painted = np.zeros(original.array.shape, np.uint8)
+    painted[2, 1:3, 2:5] = 1
+    segmentation = add_segmentation(mrml, node, {"liver": painted, "empty": np.zeros_like(painted)})
+    segments = segmentation.GetSegmentation()
+    labels = conversion.painted_mask(segmentation, segments.GetSegmentIdBySegmentName("liver"), node)
+    assert labels.dtype == np.int16 and np.array_equal(labels, painted)
+    with pytest.raises(InputError, match="segment 'empty' of 'Segmentation' is empty"):
+        conversion.painted_mask(segmentation, segments.GetSegmentIdBySegmentName("empty"), node)

@@ -1,6 +1,8 @@
 """The module in a stock Slicer that has none of MedAdapt's packages: it loads, builds its GUI and offers
 Install dependencies (the only enabled button), saying why the rest are disabled; its settings persist; the
-Segment Editor effect registers itself at startup and builds its options in the same Slicer.
+Segment Editor effect registers itself at startup and builds its options in the same Slicer. Switched to Remote,
+nothing needs installing: Test connection runs (and names the unreachable server), and the effect, reading the
+same settings, offers Adapt.
 
 Runs ``MedAdaptSlicer.py`` in a child process where importing torch, monai, segment_anything, peft, timm and
 medadapt raises ImportError. MRML is real (slicer-core); only what slicer-core lacks is stood in for: ``qt``,
@@ -137,13 +139,29 @@ CHILD = textwrap.dedent(r'''
     scripted = Widget("scriptedEffect")
     effect = SegmentEditorMedAdaptEffect.SegmentEditorEffect(scripted)
     effect.setupOptionsFrame()
+    effect_report = {"name": scripted.name, "adapt": effect.adaptButton.enabled, "apply": effect.applyButton.enabled,
+                     "status": effect.statusLabel.text, "device": effect.deviceSelector.currentText,
+                     "base_model": effect.baseModelSelector.currentText}
+
+    # Remote mode: nothing to install; the URL, token and choice are kept for the effect
+    widgets["computeModeComboBox"].currentText = "Remote"
+    widgets["serverUrlLineEdit"].text, widgets["serverTokenLineEdit"].text = "http://127.0.0.1:9", "secret-token"
+    widget.saveServerSettings()
+    widget.onComputeModeChanged()
+    remote_buttons = {n: widgets[n].enabled for n in ("testConnectionButton", "installDependenciesButton",
+                                                      "loadAdapterButton", "addToLineageButton")}
+    remote_status = widgets["statusLabel"].text
+    widget.onTestConnection()
+    remote_effect = SegmentEditorMedAdaptEffect.SegmentEditorEffect(Widget("scriptedEffect2"))
+    remote_effect.setupOptionsFrame()
+    remote = {"buttons": remote_buttons, "status": remote_status, "connection": widgets["connectionLabel"].text,
+              "stored": {k: v for k, v in stored.items() if k in ("MedAdapt/computeMode", "MedAdapt/serverUrl",
+                                                                  "MedAdapt/serverToken")},
+              "effect_mode": remote_effect.computeModeSelector.currentText,
+              "effect_adapt": remote_effect.adaptButton.enabled, "effect_status": remote_effect.statusLabel.text}
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-    print(json.dumps({"widgets": first, "status": status, "heavy": heavy, "restored": restored,
-                      "startup": connected, "effect": {"name": scripted.name, "adapt": effect.adaptButton.enabled,
-                                                       "apply": effect.applyButton.enabled,
-                                                       "status": effect.statusLabel.text,
-                                                       "device": effect.deviceSelector.currentText,
-                                                       "base_model": effect.baseModelSelector.currentText}}))
+    print(json.dumps({"widgets": first, "status": status, "heavy": heavy, "restored": restored, "remote": remote,
+                      "startup": connected, "effect": effect_report}))
 ''')
 
 
@@ -172,3 +190,12 @@ def test_module_builds_its_gui_and_offers_install_without_any_dependency(tmp_pat
     assert effect["name"] == "MedAdapt" and not effect["adapt"] and not effect["apply"]
     assert "Install dependencies" in effect["status"] and "torch" in effect["status"]
     assert effect["base_model"] == "medsam"  # the effect shows the module's saved choices
+    remote = report["remote"]
+    assert remote["buttons"] == {"testConnectionButton": True, "installDependenciesButton": True,
+                                 "loadAdapterButton": True, "addToLineageButton": False}
+    assert remote["status"].startswith("Remote:") and "Install dependencies" not in remote["status"]
+    assert remote["connection"].startswith("Error: server http://127.0.0.1:9: cannot connect")
+    assert remote["stored"] == {"MedAdapt/computeMode": "Remote", "MedAdapt/serverUrl": "http://127.0.0.1:9",
+                                "MedAdapt/serverToken": "secret-token"}
+    assert remote["effect_mode"] == "Remote" and remote["effect_adapt"]
+    assert "Install dependencies" not in remote["effect_status"]

@@ -58,3 +58,18 @@ def test_parameters_round_trip_through_command_line_options():
 def test_swinunetr_needs_a_checkpoint_file():
     with pytest.raises(InputError, match="checkpoint"):
         Parameters(base_model="swinunetr", method="linear-probe").to_config()
+
+
+def test_server_options_are_the_same_choices_without_device_or_local_files():
+    parameters = Parameters(method="lora", device="cuda", iterations=7, rank=2, synthesis_per_exemplar=3, seed=5,
+                            between="fill", lora_parts="decoder", input_size=512)
+    options = parameters.to_server_options()
+    assert options == {"method": "lora", "base_model": "litemedsam", "input_size": 512, "seed": 5, "iterations": 7,
+                       "rank": 2, "synthetic": 3, "between": "fill", "lora_parts": "decoder"}
+    local = parameters.to_options()  # the same values as the command line's options, but device and checkpoint
+    assert all(getattr(local, name) == value for name, value in options.items())
+    assert "iterations" not in Parameters().to_server_options()  # 0: the method's default, decided by the server
+    with pytest.raises(InputError, match="checkpoint file: Remote mode runs the server's own copy"):
+        Parameters(checkpoint="/models/sam_vit_b.pth").to_server_options()
+    with pytest.raises(InputError, match="base model: Remote mode needs a model name"):
+        Parameters(base_model="/data/lineages/abdomen").to_server_options()

@@ -2,18 +2,27 @@
 
 Slicer works in RAS, the core (SimpleITK) in LPS; voxel arrays from ``slicer.util.arrayFromVolume`` are in
 (k, j, i) order, which is the core's (z, y, x). Geometry is kept exactly: origin, spacing and direction.
+
+The functions that return or take core objects (``Geometry``, ``Volume``, ``PointPrompt``) import the core when
+called; the rest (node grids and arrays, segments, the painted mask) work in a Slicer without the core, as
+Remote mode needs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import slicer
 import vtk
 from vtk.util import numpy_support
 
-from medadapt.errors import InputError
-from medadapt.io.points import PointPrompt, points_from_world
-from medadapt.io.volume import Geometry, Volume
+from .core_types import InputError
+
+if TYPE_CHECKING:
+    from medadapt.io.points import PointPrompt
+    from medadapt.io.volume import Geometry, Volume
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 SegLogic = slicer.vtkSlicerSegmentationsModuleLogic
@@ -25,8 +34,33 @@ def _require_untransformed(node, what: str) -> None:
                          f"('{node.GetParentTransformNode().GetName()}'); harden the transform first")
 
 
-def geometry_from_node(volume_node) -> Geometry:
-    """Core (LPS) grid of a scalar volume node, from its IJK-to-RAS matrix and image extent."""
+@dataclass(frozen=True)
+class Grid:
+    """A volume node's grid in LPS, SimpleITK's conventions (``size`` is (x, y, z), ``direction`` row-major
+    3x3): the fields and index / world mapping of the core's ``Geometry``, without the core (Remote mode)."""
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        """3x3 direction cosines (columns are the x, y, z index axes in LPS)."""
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    def index_to_world(self, ijk) -> np.ndarray:
+        """Continuous (x, y, z) voxel index -> LPS world point in mm."""
+        return np.asarray(self.origin) + self.direction_matrix @ (np.asarray(self.spacing) * np.asarray(ijk, float))
+
+    def world_to_index(self, lps) -> np.ndarray:
+        """LPS world point in mm -> continuous (x, y, z) voxel index."""
+        offset = np.asarray(lps, dtype=float) - np.asarray(self.origin)
+        return np.linalg.solve(self.direction_matrix, offset) / np.asarray(self.spacing)
+
+
+def node_grid(volume_node) -> Grid:
+    """The LPS :class:`Grid` of a scalar volume node, from its IJK-to-RAS matrix and image extent."""
     if volume_node is None or volume_node.GetImageData() is None:
         raise InputError("input volume: no volume selected or the volume holds no image data")
     _require_untransformed(volume_node, "input volume")
@@ -38,20 +72,34 @@ def geometry_from_node(volume_node) -> Geometry:
     direction = ijk_to_lps / spacing
     origin = RAS_TO_LPS @ ijk_to_ras[:3, 3]
     size = volume_node.GetImageData().GetDimensions()
-    return Geometry(tuple(int(s) for s in size), tuple(float(s) for s in spacing),
-                    tuple(float(o) for o in origin), tuple(float(d) for d in direction.ravel()))
+    return Grid(tuple(int(s) for s in size), tuple(float(s) for s in spacing), tuple(float(o) for o in origin),
+                tuple(float(d) for d in direction.ravel()))
+
+
+def geometry_from_node(volume_node) -> Geometry:
+    """Core (LPS) grid of a scalar volume node, from its IJK-to-RAS matrix and image extent."""
+    from medadapt.io.volume import Geometry
+    grid = node_grid(volume_node)
+    return Geometry(grid.size, grid.spacing, grid.origin, grid.direction)
+
+
+def node_array(volume_node) -> np.ndarray:
+    """A copy of a scalar volume node's voxels in (z, y, x) order (the grid checked as for the core)."""
+    node_grid(volume_node)
+    if volume_node.GetImageData().GetNumberOfScalarComponents() != 1:
+        raise InputError(f"input volume '{volume_node.GetName()}': expected a single-component (scalar) volume")
+    return np.array(slicer.util.arrayFromVolume(volume_node))
 
 
 def volume_from_node(volume_node) -> Volume:
     """Core :class:`Volume` (a copy of the voxels, (z, y, x) order, LPS geometry) of a scalar volume node."""
-    geometry = geometry_from_node(volume_node)
-    if volume_node.GetImageData().GetNumberOfScalarComponents() != 1:
-        raise InputError(f"input volume '{volume_node.GetName()}': expected a single-component (scalar) volume")
-    return Volume(np.array(slicer.util.arrayFromVolume(volume_node)), geometry)
+    from medadapt.io.volume import Volume
+    array = node_array(volume_node)
+    return Volume(array, geometry_from_node(volume_node))
 
 
-def ijk_to_ras_matrix(geometry: Geometry) -> vtk.vtkMatrix4x4:
-    """Slicer IJK-to-RAS matrix of a core grid."""
+def ijk_to_ras_matrix(geometry: Geometry | Grid) -> vtk.vtkMatrix4x4:
+    """Slicer IJK-to-RAS matrix of a core grid (or a :class:`Grid`)."""
     linear = RAS_TO_LPS @ geometry.direction_matrix @ np.diag(geometry.spacing)
     origin = RAS_TO_LPS @ np.asarray(geometry.origin, float)
     matrix = vtk.vtkMatrix4x4()
@@ -120,15 +168,23 @@ def write_segment_array(segmentation_node, segment_id: str, volume_node, mask: n
         raise InputError(f"segmentation '{segmentation_node.GetName()}': could not write segment '{segment_id}'")
 
 
-def exemplar_labelmap(segmentation_node, segment_id: str, volume_node) -> Volume:
-    """The painted segment as a core labelmap (label 1) on the volume's grid, ready for ``find_exemplars``."""
-    geometry = geometry_from_node(volume_node)
+def painted_mask(segmentation_node, segment_id: str, volume_node) -> np.ndarray:
+    """The painted segment as a (z, y, x) label map (value 1, int16) on the volume's grid; :class:`InputError`
+    naming the segment when nothing is painted. No core needed (Remote mode uploads it)."""
+    node_grid(volume_node)
     mask = segment_array(segmentation_node, segment_id, volume_node)
     if not mask.any():
         name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
         raise InputError(f"segment '{name}' of '{segmentation_node.GetName()}' is empty: paint the structure on "
                          f"a few slices first")
-    return Volume(mask.astype(np.int16), geometry)
+    return mask.astype(np.int16)
+
+
+def exemplar_labelmap(segmentation_node, segment_id: str, volume_node) -> Volume:
+    """The painted segment as a core labelmap (label 1) on the volume's grid, ready for ``find_exemplars``."""
+    from medadapt.io.volume import Volume
+    geometry = geometry_from_node(volume_node)
+    return Volume(painted_mask(segmentation_node, segment_id, volume_node), geometry)
 
 
 def _markup_positions(markups_node) -> list[np.ndarray]:
@@ -142,6 +198,7 @@ def _markup_positions(markups_node) -> list[np.ndarray]:
 
 def prompts_from_markups(positive_node, negative_node, geometry: Geometry, label: int = 1) -> list[PointPrompt]:
     """Point prompts from a positive and a negative markups point list (either may be ``None``)."""
+    from medadapt.io.points import points_from_world
     prompts = []
     for node, positive in ((positive_node, True), (negative_node, False)):
         if node is None:
@@ -153,7 +210,7 @@ def prompts_from_markups(positive_node, negative_node, geometry: Geometry, label
     return prompts
 
 
-def box_from_roi(roi_node, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+def box_from_roi(roi_node, geometry: Geometry | Grid) -> tuple[np.ndarray, np.ndarray]:
     """Voxel bounds ((z0, y0, x0), (z1, y1, x1)) inclusive of an ROI node, clipped to the image."""
     bounds = [0.0] * 6
     roi_node.GetRASBounds(bounds)

@@ -5,6 +5,9 @@ area, overwrite mode, intensity mask and undo are Slicer's own) or Cancel.
 The preview lives in a separate segmentation node hidden from editors, as Slicer's own Fill between slices
 keeps its preview: the user's segmentation is not touched until Apply, and Cancel removes that node, so the
 scene is as it was.
+
+In Remote mode (a :class:`remote.RemoteLogic` passed to Adapt) each segment is adapted on the server; the
+preview, Apply and Cancel are the same, and nothing here needs the core or torch.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
-from medadapt.errors import InputError
-from medadapt.progress import Progress
-
-from .conversion import exemplar_labelmap, oriented_mask, segment_array, volume_from_node
+from .conversion import exemplar_labelmap, oriented_mask, painted_mask, segment_array, volume_from_node
+from .core_types import InputError, Progress
 from .jobs import Job, ThreadRunner
 from .parameters import Parameters
 
@@ -72,31 +73,40 @@ class EffectSession:
         return segmentation_node, volume_node
 
     def start_adapt(self, parameters: Parameters, segment_ids: list[str] | None = None, on_progress=None,
-                    on_done=None) -> Job:
+                    on_done=None, remote=None) -> Job:
         """Adapt to each segment's painted slices (default: the editor's selected segment) in one job, each
-        segment from its own painting; when it finishes, each segment's result is shown as its preview."""
-        from medadapt.pipeline import adapt
-
+        segment from its own painting; when it finishes, each segment's result is shown as its preview. With
+        ``remote`` (a :class:`remote.RemoteLogic`) each segment is adapted on its server."""
         segmentation_node, volume_node = self._inputs()
         if segment_ids is None:
             selected = self.editor_node.GetSelectedSegmentID()
             if not selected:
                 raise InputError("Segment Editor: select the segment you painted")
             segment_ids = [selected]
-        config = parameters.to_config()
-        image = volume_from_node(volume_node)
-        exemplars = {segment_id: _exemplars(image, segmentation_node, segment_id, volume_node)
-                     for segment_id in segment_ids}
         names = {i: segmentation_node.GetSegmentation().GetSegment(i).GetName() for i in segment_ids}
+        if remote is not None:
+            options = parameters.to_server_options()
+            snapshot = remote.snapshot(volume_node)
+            painted = {i: painted_mask(segmentation_node, i, volume_node) for i in segment_ids}
+
+            def adapt_one(labels, report, cancel):
+                return remote.run(snapshot, {"kind": "adapt", "options": options}, labels, report, cancel)[0]
+        else:
+            from medadapt.pipeline import adapt
+            config = parameters.to_config()
+            image = volume_from_node(volume_node)
+            painted = {i: _exemplars(image, segmentation_node, i, volume_node) for i in segment_ids}
+
+            def adapt_one(exemplars, report, cancel):
+                return adapt(image, exemplars, config, None, report, cancel).segmentation.array
 
         def work(progress, cancel):
             masks = {}
-            for n, (segment_id, painted) in enumerate(exemplars.items()):
-                prefix = f"{names[segment_id]} ({n + 1}/{len(exemplars)})"
+            for n, (segment_id, labels) in enumerate(painted.items()):
+                prefix = f"{names[segment_id]} ({n + 1}/{len(painted)})"
                 report = (lambda event, p=prefix: progress(Progress(f"{p}: {event.stage}", event.step, event.total,
                                                                     event.loss, event.eta_s)))
-                result = adapt(image, painted, config, None, report, cancel)
-                masks[segment_id] = (result.segmentation.array == 1).astype(np.uint8)
+                masks[segment_id] = (adapt_one(labels, report, cancel) == 1).astype(np.uint8)
             return masks
 
         def done(job: Job) -> None:

@@ -15,8 +15,7 @@ import queue
 import threading
 from typing import Any, Callable
 
-from medadapt.errors import CancelledError
-from medadapt.progress import Progress
+from .core_types import CancelledError, Progress
 
 Work = Callable[[Callable[[Progress], None], threading.Event], Any]
 """A job body: ``work(progress, cancel) -> result``; it must not touch the MRML scene."""

@@ -1,15 +1,19 @@
 """The module's and the effect's user-facing settings, turned into the core's :class:`AdaptConfig` by the
-same builder as ``medadapt adapt`` (:func:`medadapt.options.build_config`)."""
+same builder as ``medadapt adapt`` (:func:`medadapt.options.build_config`), or, in Remote mode, into the same
+options of a server's adapt job (no core needed: the core is imported by the Local-only methods)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from medadapt.config import AdaptConfig
-from medadapt.errors import InputError
-from medadapt.methods.registry import METHODS
-from medadapt.options import AdaptOptions, build_config
+from .core_types import InputError
+
+if TYPE_CHECKING:
+    from medadapt.config import AdaptConfig
+    from medadapt.options import AdaptOptions
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BETWEEN = ("warp", "auto", "model", "fill")
@@ -39,6 +43,7 @@ class Parameters:
 
     def validate(self) -> "Parameters":
         """Return ``self`` or raise :class:`InputError` naming the bad field."""
+        from medadapt.methods.registry import METHODS
         for field, value, allowed in (("method", self.method, METHODS), ("device", self.device, DEVICES),
                                       ("LoRA placement", self.lora_parts, LORA_PARTS),
                                       ("between painted slices", self.between, BETWEEN)):
@@ -60,15 +65,32 @@ class Parameters:
             raise InputError("checkpoint: the swinunetr base model needs a local weights file")
         return self
 
+    def _option_values(self) -> dict:
+        """The choices under their ``medadapt adapt`` option names (``None``: the method's default), device and
+        checkpoint left out."""
+        swin = self.base_model == "swinunetr"
+        return dict(method=self.method, base_model=self.base_model, input_size=int(self.input_size) or None,
+                    seed=int(self.seed), iterations=int(self.iterations) or None, rank=int(self.rank),
+                    synthetic=None if swin else int(self.synthesis_per_exemplar), between=self.between,
+                    lora_parts=self.lora_parts or None)
+
     def to_options(self) -> AdaptOptions:
         """The same choices as ``medadapt adapt`` options."""
+        from medadapt.options import AdaptOptions
         self.validate()
-        swin = self.base_model == "swinunetr"
-        return AdaptOptions(method=self.method, device=self.device, base_model=self.base_model,
-                            checkpoint=self.checkpoint or None, input_size=int(self.input_size) or None,
-                            seed=int(self.seed), iterations=int(self.iterations) or None, rank=int(self.rank),
-                            synthetic=None if swin else int(self.synthesis_per_exemplar), between=self.between,
-                            lora_parts=self.lora_parts or None)
+        return AdaptOptions(**self._option_values(), device=self.device, checkpoint=self.checkpoint or None)
+
+    def to_server_options(self) -> dict:
+        """The same choices as the ``options`` of a ``medadapt serve`` adapt job, without the core. The server
+        chooses the device and keeps its own models, so a checkpoint file or lineage folder on this computer
+        cannot be used (:class:`InputError` saying so); the server checks every other value."""
+        if self.checkpoint:
+            raise InputError("checkpoint file: Remote mode runs the server's own copy of the base model; clear the "
+                             "checkpoint file, or switch to Local")
+        if not re.match(r"^[A-Za-z0-9_]{1,64}$", str(self.base_model)):
+            raise InputError(f"base model: Remote mode needs a model name ({', '.join(BASE_MODELS)}); "
+                             f"{self.base_model!r} is a folder on this computer, which the server cannot read")
+        return {name: value for name, value in self._option_values().items() if value is not None}
 
     @classmethod
     def from_options(cls, options: AdaptOptions) -> "Parameters":
@@ -80,4 +102,5 @@ class Parameters:
 
     def to_config(self) -> AdaptConfig:
         """Core configuration of these settings (:func:`medadapt.options.build_config`)."""
+        from medadapt.options import build_config
         return build_config(self.to_options())

@@ -40,3 +40,16 @@ def remembered_lineages(saved: str | None) -> list[str]:
 def remember_lineage(saved: str | None, folder: str | Path) -> str:
     """The setting with ``folder`` added (first, once)."""
     return ";".join(dict.fromkeys([str(Path(folder).resolve()), *remembered_lineages(saved)]))
+
+
+COMPUTE_MODE, SERVER_URL, SERVER_TOKEN = "computeMode", "serverUrl", "serverToken"
+"""Settings the module's Compute section writes and the Segment Editor effect reads: ``Local`` or ``Remote``, and
+the server's URL and bearer token. Like every Slicer setting they are kept in plain text in the user's
+``Slicer.ini``, the token included."""
+
+
+def remote_settings(settings) -> tuple[bool, str, str]:
+    """(Remote mode chosen, server URL, token) as saved; anything but ``Remote`` is Local."""
+    def text(name: str) -> str:
+        return str(settings.value(PREFIX + name) or "").strip()
+    return text(COMPUTE_MODE) == "Remote", text(SERVER_URL), text(SERVER_TOKEN)
