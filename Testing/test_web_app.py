@@ -16,7 +16,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import REPO, free_port
-from web_strokes import BRUSH_MM, IMAGE, PAINTED_SLICES, dice, reference_liver, view_strokes
+from web_strokes import BRUSH_MM, IMAGE, PAINTED_SLICES, SliceGeometry, dice, reference_liver, view_strokes
 
 pytest.importorskip("trame_slicer", reason="the browser UI needs trame-slicer (requirements.txt)")
 sys.path.insert(0, str(REPO / "MedAdaptSlicer"))
@@ -142,6 +142,47 @@ def test_adapt_with_nothing_painted_says_so():
     app = new_app()
     app.adapt()
     assert "empty: paint" in app.state.ma_error and not app.state.ma_busy and app.state.ma_phase == "ready"
+
+
+def test_points_are_placed_by_clicks_in_the_slice_view():
+    app = new_app()
+    area, session = axial(app), app.session
+    k, (i, j) = 15, (40, 50)
+    low, _ = area.slicer_view.get_slice_range()
+    area.slicer_view.set_slice_value(low + k * area.slicer_view.get_slice_step())
+    geometry = SliceGeometry.of()
+    app.place_point(True)
+    click = geometry.to_view(i, j, *VIEW_SIZE)
+    drag(area.view_adapter, click, click, steps=0)
+    app.place_point(False)
+    drag(area.view_adapter, geometry.to_view(i + 20, j, *VIEW_SIZE), geometry.to_view(i + 20, j, *VIEW_SIZE), 0)
+    assert session.positive_node.GetNumberOfControlPoints() == 1
+    assert session.negative_node.GetNumberOfControlPoints() == 1
+    position = [0.0, 0.0, 0.0]
+    session.positive_node.GetNthControlPointPositionWorld(0, position)
+    expected = (geometry.ras_x0 + geometry.ras_dx * i, geometry.ras_y0 + geometry.ras_dy * j, low + 3.0 * k)
+    assert np.allclose(position, expected, atol=1.5), (position, expected)
+    app._refresh()
+    assert app.state.ma_points == "1 positive, 1 negative"
+    app.clear_points()
+    assert app.state.ma_points == "no points"
+
+
+def test_an_uploaded_file_replaces_the_volume_and_a_bad_one_is_reported():
+    import asyncio
+
+    app = new_app()
+    first = app.session.volume_node
+    upload = [{"name": "upload.nii.gz", "size": IMAGE.stat().st_size, "type": "application/gzip",
+               "content": IMAGE.read_bytes()}]
+    asyncio.run(app._on_upload(upload))
+    assert app.state.ma_volume_name == "upload.nii.gz" and app.state.ma_phase == "ready" and not app.state.ma_error
+    assert app.session.volume_node is not first and first.GetScene() is None
+    assert len(list(app.slicer_app.scene.GetNodesByClass("vtkMRMLSegmentationNode"))) == 1
+    asyncio.run(app._on_upload([{"name": "notes.txt", "size": 5, "type": "text/plain", "content": b"hello"}]))
+    assert "could not load notes.txt" in app.state.ma_error and app.state.ma_phase == "empty"
+    app.adapt()
+    assert "load a volume first" in app.state.ma_error
 
 
 def test_remote_mode_runs_adapt_on_a_medadapt_server(painted_app, tmp_path):

@@ -16,9 +16,17 @@ This module imports trame; the rest of the library does not (it is not part of t
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import tempfile
 from pathlib import Path
+
+try:
+    # Mesa's software OpenGL (llvmpipe) loads its libLLVM when a view first renders; triton (loaded by
+    # torch._dynamo, e.g. through torchvision, when the core runs) crashes the process if it loads after that
+    importlib.import_module("triton")
+except ImportError:
+    pass
 
 from trame.app import TrameApp
 from trame.widgets import html
@@ -37,6 +45,7 @@ from trame_slicer.segmentation import BrushDiameterMode
 from trame_slicer.utils import write_client_files_to_dir
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from vtkmodules.vtkCommonCore import vtkCommand
+from vtkmodules.vtkRenderingCore import vtkRenderWindow
 
 from medadapt.errors import InputError
 
@@ -45,12 +54,27 @@ from .web_session import WebSession
 
 LAYOUT = "MedAdapt"
 BRUSH_MM = 10
-RENDER_FPS = 10
+FPS_GPU, FPS_SOFTWARE = 30, 5
+"""Most frames a second a view renders: with a GPU, and with Mesa's software renderer (llvmpipe) on the CPU,
+where a frame takes tens of milliseconds and a higher rate leaves the event loop no time for the page's events
+(painting would lag by seconds)."""
 """Default paint brush diameter in mm (the brush slider is in mm here; a cylinder one slice thick, so a stroke
 paints only the slice shown)."""
 POLL_S = 0.2
 
 log = logging.getLogger(__name__)
+
+
+def software_rendering() -> bool:
+    """Whether VTK renders with a software OpenGL (Mesa's llvmpipe / softpipe / swrast: no GPU)."""
+    importlib.import_module("vtkmodules.vtkRenderingOpenGL2")  # the OpenGL window behind vtkRenderWindow
+    window = vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(8, 8)
+    window.Render()
+    capabilities = (window.ReportCapabilities() or "").lower()
+    window.Finalize()
+    return any(name in capabilities for name in ("llvmpipe", "softpipe", "swrast", "software rasterizer"))
 
 
 def _methods() -> list[str]:
@@ -67,10 +91,10 @@ class MedAdaptWebApp(TrameApp):
         super().__init__(server)
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
-        # Views render on the server's CPU when there is no GPU: at most RENDER_FPS frames a second, each encoded
-        # once (the interactive quality is the still one), so that the event loop keeps time for the page's events.
-        register_rca_factories(self.slicer_app.view_manager, self.server, target_fps=RENDER_FPS,
-                               blur_fps=RENDER_FPS / 2, interactive_quality=90)
+        # each frame rendered and encoded once (the interactive quality is the still one), at most fps a second
+        self.fps = FPS_SOFTWARE if software_rendering() else FPS_GPU
+        register_rca_factories(self.slicer_app.view_manager, self.server, target_fps=self.fps,
+                               blur_fps=self.fps / 2, interactive_quality=90)
         self.session = WebSession(self.slicer_app, jobs, segment_name)
         self.device = device
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
@@ -169,10 +193,12 @@ class MedAdaptWebApp(TrameApp):
 
     # -- actions ---------------------------------------------------------------------------------------------
 
-    def load(self, path: str | Path) -> None:
-        """Load the volume at ``path`` (start-up ``--data``, or an upload) and show it."""
-        volume = self.session.load_volume(path)
-        stem = Path(path).name.split(".")[0] or "volume"
+    def load(self, paths, name: str = "") -> None:
+        """Load the volume in ``paths`` (start-up ``--data``, or uploaded files; see
+        :meth:`WebSession.load_volume`) and show it; ``name``: what the page calls it (default: the file's)."""
+        volume = self.session.load_volume(paths)
+        name = name or Path(paths if isinstance(paths, (str, Path)) else paths[0]).name
+        stem = name.split(".")[0] or "volume"
         for view in self.slicer_app.view_manager.get_slice_views():
             view.set_background_volume_id(volume.GetID())
             view.set_foreground_volume_id(None)
@@ -183,18 +209,22 @@ class MedAdaptWebApp(TrameApp):
         # 3D surfaces are built once there is a preview (on a CPU, rebuilding them after every stroke slows painting)
         self.slicer_app.segmentation_editor.set_surface_representation_enabled(False)
         self.slicer_app.segmentation_editor.trigger_all_signals()
-        self.state.update({"ma_volume_name": Path(path).name, "ma_volume_stem": stem,
+        self.state.update({"ma_volume_name": name, "ma_volume_stem": stem,
                            "ma_segment": self.session.segment_name, "ma_error": ""})
         self._set_phase("ready", "Paint the structure on a few slices, then Adapt")
 
     async def _on_upload(self, files: list[dict]) -> None:
+        """Load uploaded files (one image file, or the files of a DICOM series)."""
         with tempfile.TemporaryDirectory(prefix="medadapt-web-upload-") as folder:
             paths = write_client_files_to_dir(files, folder)
             with self.state:
                 try:
-                    self.load(paths[0])
+                    self.load(paths)
                 except Exception as exc:  # noqa: BLE001 - shown on the page
-                    self.state.ma_error = f"could not load {Path(paths[0]).name}: {exc}"
+                    self.state.ma_error = f"could not load {', '.join(Path(p).name for p in paths)}: {exc}"
+                    if self.session.volume_node is None:
+                        self.state.ma_volume_name = ""
+                        self._set_phase("empty", "Load a volume")
 
     @staticmethod
     def _fit(view) -> None:

@@ -122,19 +122,26 @@ class WebSession:
     def scene(self):
         return self.app.scene
 
-    def load_volume(self, path: str | Path):
-        """Load the image at ``path`` with a new segmentation holding one empty segment and two empty point
-        lists (replacing the previous ones); returns the volume node."""
+    def load_volume(self, paths):
+        """Load the image in ``paths`` (a file, a DICOM series folder, or a list of files: the largest image
+        they hold) with a new segmentation holding one empty segment and two empty point lists, replacing the
+        previous ones; returns the volume node."""
+        from medadapt.errors import InputError
+        files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        files = [f for p in files for f in (sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p])]
         if self.job is not None and self.job.state == "running":
             self.job.cancel()
         for node in (self.volume_node, self.segmentation_node, self.positive_node, self.negative_node):
             if node is not None and node.GetScene() is self.scene:
                 self.scene.RemoveNode(node)
-        volumes = self.app.io_manager.load_volumes([str(path)])
+        self.volume_node = self.segmentation_node = self.positive_node = self.negative_node = None
+        volumes = [v for v in self.app.io_manager.load_volumes([str(f) for f in files]) if v.GetImageData()]
         if not volumes:
-            from medadapt.errors import InputError
-            raise InputError(f"{Path(path).name}: not an image Slicer can read")
-        self.volume_node = volumes[0]
+            raise InputError(f"{', '.join(f.name for f in files) or 'no file'}: not an image Slicer can read")
+        volumes.sort(key=lambda v: v.GetImageData().GetNumberOfPoints())
+        self.volume_node = volumes.pop()
+        for extra in volumes:
+            self.scene.RemoveNode(extra)
         display = self.volume_node.GetDisplayNode()
         low = self.volume_node.GetImageData().GetScalarRange()[0]
         if display is not None and low < -500:  # CT in Hounsfield units: a soft-tissue window
