@@ -188,8 +188,7 @@ def test_an_uploaded_file_replaces_the_volume_and_a_bad_one_is_reported():
 def test_remote_mode_runs_adapt_on_a_medadapt_server(painted_app, tmp_path):
     import uvicorn
 
-    from MedAdaptSlicerLib.remote_client import RemoteClient
-    from MedAdaptSlicerLib.web_session import RemoteAdapt
+    from MedAdaptSlicerLib.remote import RemoteLogic
     from medadapt.server.app import create_app
     from medadapt.server.settings import ServerSettings
 
@@ -204,8 +203,8 @@ def test_remote_mode_runs_adapt_on_a_medadapt_server(painted_app, tmp_path):
         while not server.started:
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
-        client = RemoteClient(f"http://127.0.0.1:{port}")
-        app = new_app(jobs=RemoteAdapt(client, poll_s=0.2), method="fill", mode="server")
+        remote = RemoteLogic(f"http://127.0.0.1:{port}")
+        app = new_app(jobs=remote, method="fill", mode="server")
         session = app.session
         from MedAdaptSlicerLib.conversion import write_segment_array
         write_segment_array(session.segmentation_node, session.segment_id, session.volume_node, painted)
@@ -213,9 +212,31 @@ def test_remote_mode_runs_adapt_on_a_medadapt_server(painted_app, tmp_path):
         run_job(app, 120)
         assert app.state.ma_phase == "preview", app.state.ma_error
         app.accept()
-        remote = segment_array(session.segmentation_node, session.segment_id, session.volume_node)
-        assert dice(remote, reference_liver()) > 0.6
-        assert client._json("GET", "/v1/volumes") == [] and client._json("GET", "/v1/jobs") == []  # tidied up
+        accepted = segment_array(session.segmentation_node, session.segment_id, session.volume_node)
+        assert dice(accepted, reference_liver()) > 0.6
+        # the job and the painted label map are deleted once used; the image stays for re-prompts until close
+        assert remote.client._json("GET", "/v1/jobs") == [] and len(remote.client._json("GET", "/v1/volumes")) == 1
+        app._close()
+        assert remote.client._json("GET", "/v1/volumes") == []
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_command_checks_its_options_before_starting(tmp_path, capsys, monkeypatch):
+    from medadapt.cli import web
+    from medadapt.cli.main import build_parser, main
+
+    assert main(["web", "--data", str(tmp_path / "missing.nii.gz")]) == 2
+    assert "--data" in capsys.readouterr().err
+    (tmp_path / "token").write_text("alice alice-token-0123456789abcdef\n")
+    assert main(["web", "--token-file", str(tmp_path / "token")]) == 2
+    assert "only with --server" in capsys.readouterr().err
+    assert main(["web", "--method", "magic"]) == 2
+    parser = build_parser()
+    args = parser.parse_args(["web", "--server", "http://127.0.0.1:1", "--token-file", str(tmp_path / "token")])
+    assert web.token_of(args) == "alice-token-0123456789abcdef"
+    assert web.data_of(parser.parse_args(["web"])).name == "ct_abdomen_image.nii.gz"
+    assert web.data_of(parser.parse_args(["web", "--data", "none"])) is None
+    monkeypatch.setenv("MEDADAPT_SLICER_LIB", str(tmp_path))
+    assert web.slicer_lib_folder() == REPO / "MedAdaptSlicer"  # no library there: the checkout's

@@ -5,7 +5,7 @@ Load a volume (the one given with ``--data`` at start, or an upload), paint the 
 editor's Paint effect in the axial view (trame-slicer's own effect, brush and undo), place optional positive /
 negative points, Adapt (progress bar, Cancel), see the preview segment in the slice and 3D views, Accept or
 Reject, and download the segment as a NIfTI label map. Adapt runs the local core (:class:`logic.MedAdaptLogic`)
-or a ``medadapt serve`` server (:class:`web_session.RemoteAdapt`).
+or a ``medadapt serve`` server (:class:`remote.RemoteLogic`, the Slicer module's Remote mode).
 
 Rendering: every view is a VTK render window rendered off screen on the server (VTK picks EGL, or OSMesa, when
 there is no display) and streamed to the page as JPEG images by trame-rca; the page sends mouse and keyboard
@@ -124,6 +124,7 @@ class MedAdaptWebApp(TrameApp):
         self.brush.data.brush_diameter_mode = BrushDiameterMode.Absolute
         self.brush.data.brush_diameter_slider.value = BRUSH_MM
         self.server.controller.on_server_ready.add(self._start_polling)
+        self.server.controller.on_server_exited.add(self._close)
 
     # -- page ------------------------------------------------------------------------------------------------
 
@@ -314,6 +315,13 @@ class MedAdaptWebApp(TrameApp):
         """The segment as NIfTI bytes for the page's download."""
         return self.server.protocol.addAttachment(self.session.label_map_bytes())
 
+    def _close(self, **_) -> None:
+        """The server stops: cancel a running job; Remote mode deletes its kept uploads on the server."""
+        self.session.cancel()
+        close = getattr(self.session.jobs, "close", None)
+        if close is not None:
+            close()
+
     # -- job polling on the event loop (the scene's thread) ---------------------------------------------------
 
     def _start_polling(self, **_) -> None:
@@ -343,14 +351,14 @@ def start(port: int = 8080, host: str = "127.0.0.1", data: str | Path | None = N
 
     jobs, mode = None, "local core"
     if server_url:
-        from .remote_client import RemoteClient, RemoteError
+        from .remote import RemoteLogic
+        from .remote_client import RemoteError
         try:
-            client = RemoteClient(server_url, token)
-            client.whoami()  # fail now, with the server's answer, rather than at the first Adapt
+            jobs = RemoteLogic(server_url, token)
+            print(jobs.test_connection(), flush=True)  # fail now, with the server's answer, not at the first Adapt
         except RemoteError as exc:
             raise InputError(f"--server: {exc}") from exc
-        from .web_session import RemoteAdapt
-        jobs, mode = RemoteAdapt(client), f"server {client.url}"
+        mode = f"server {jobs.client.url}"
     app = MedAdaptWebApp(jobs=jobs, segment_name=segment_name, method=method, device=device, mode=mode)
     if data:
         app.load(data)

@@ -1,7 +1,7 @@
 """What ``medadapt web`` (the browser UI, :mod:`web_app`) does with the scene, without trame: load a volume with a
 segmentation of one segment and two point lists, Adapt (the local core through :class:`logic.MedAdaptLogic`, or
-a ``medadapt serve`` server through :class:`RemoteAdapt`), the preview, Accept / Reject and the accepted segment
-as a NIfTI label map to download.
+a ``medadapt serve`` server through :class:`remote.RemoteLogic`, as in the module), the preview, Accept / Reject
+and the accepted segment as a NIfTI label map to download.
 
 Runs on the MRML scene of a ``trame_slicer.core.SlicerApp`` (the same slicer-core scene and segment editor the
 browser paints into); tests drive it without a browser or a trame server. Jobs run on a worker thread and their
@@ -25,88 +25,12 @@ SEGMENT_COLOUR = (0.87, 0.35, 0.25)
 POINT_LISTS = (("positive points", (0.2, 0.9, 0.3)), ("negative points", (0.95, 0.2, 0.2)))
 
 
-class RemoteAdapt:
-    """Adapt through a ``medadapt serve`` server with :class:`remote_client.RemoteClient`: the image and the
-    painted label map are uploaded (NIfTI), the adapt job's progress is polled, Cancel cancels it on the server,
-    and the result becomes the preview as in Local mode. The worker thread never touches the scene."""
-
-    def __init__(self, client, runner=None, poll_s: float = 1.0):
-        self.client = client
-        self.runner = runner or ThreadRunner()
-        self.poll_s = poll_s
-
-    def start_adapt(self, volume_node, segmentation_node, segment_id: str, parameters: Parameters,
-                    positive_node=None, negative_node=None, on_progress=None, on_done=None) -> Job:
-        """Adapt on the server to the painted slices of ``segment_id``; the result becomes its preview."""
-        from medadapt.errors import CancelledError, InputError
-        from medadapt.io.volume import read_volume, write_volume
-        from medadapt.progress import Progress
-        image = volume_from_node(volume_node)
-        painted = segment_array(segmentation_node, segment_id, volume_node)
-        if not painted.any():
-            name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
-            raise InputError(f"segment '{name}' is empty: paint the structure on a few slices first")
-        options = {"method": parameters.method}
-        if int(parameters.iterations):
-            options["iterations"] = int(parameters.iterations)
-        points = []
-        for node, positive in ((positive_node, True), (negative_node, False)):
-            for n in range(node.GetNumberOfControlPoints() if node is not None else 0):
-                position = [0.0, 0.0, 0.0]
-                node.GetNthControlPointPositionWorld(n, position)
-                points.append({"position": position, "positive": positive})
-        client = self.client
-
-        def work(progress, cancel):
-            uploaded, job_id = [], None
-            try:
-                with tempfile.TemporaryDirectory(prefix="medadapt-web-") as folder:
-                    write_volume(image, Path(folder) / "image.nii.gz")
-                    write_volume(image.with_array(painted.astype(np.int16)), Path(folder) / "painted.nii.gz")
-                    for name in ("image", "painted"):
-                        uploaded.append(client.upload(Path(folder) / f"{name}.nii.gz")["id"])
-                    job = {"kind": "adapt", "image": uploaded[0], "exemplars": uploaded[1], "options": options}
-                    if points:
-                        job["points"] = {"points": points, "coordinates": "RAS"}
-                    job_id = client.submit(job)["id"]
-                    while True:
-                        if cancel.is_set():
-                            client.cancel(job_id)
-                            raise CancelledError("cancelled by the user")
-                        record = client.job(job_id, wait=self.poll_s)
-                        if record.get("progress"):
-                            progress(Progress(**record["progress"]))
-                        if record["state"] == "done":
-                            break
-                        if record["state"] in ("failed", "cancelled"):
-                            raise RuntimeError(f"server job {job_id} {record['state']}: {record.get('error', '')}")
-                    target = client.result(job_id, Path(folder) / "result.nii.gz")
-                    mask = (read_volume(target, label=True).array > 0).astype(np.uint8)
-                if mask.shape != image.array.shape:
-                    raise RuntimeError(f"server result has shape {mask.shape}, expected {image.array.shape}")
-                return mask
-            finally:
-                for kind, item in [("jobs", job_id)] + [("volumes", v) for v in uploaded]:
-                    if item:
-                        try:
-                            client.delete(kind, item)
-                        except Exception:  # noqa: BLE001 - tidying up the server is best effort
-                            pass
-
-        def done(job: Job) -> None:
-            if job.state == "done":
-                results.show_preview(segmentation_node, segment_id, volume_node, job.result)
-            if on_done is not None:
-                on_done(job)
-        return self.runner.start(work, on_progress, done)
-
-
 class WebSession:
     """One browser session's data on ``slicer_app``'s scene: the volume, a segmentation with the segment
     ``segment_name`` that the paint effect edits, the positive / negative point lists, and the Adapt job.
 
-    ``jobs``: an object with ``start_adapt`` and ``runner`` (:class:`logic.MedAdaptLogic` for the local core,
-    the default, or :class:`RemoteAdapt`)."""
+    ``jobs``: :class:`logic.MedAdaptLogic` (the local core, the default) or :class:`remote.RemoteLogic` (a
+    server); both have the same ``start_adapt`` and a ``runner`` whose ``poll`` delivers the job's callbacks."""
 
     def __init__(self, slicer_app, jobs=None, segment_name: str = "liver"):
         if jobs is None:
