@@ -103,7 +103,8 @@ def split_blocks(count: int) -> tuple[np.ndarray, np.ndarray]:
 
 def scores(network, item, frame, references: dict, positions: np.ndarray, tasks: list[str],
            one_piece: dict[str, bool]) -> dict:
-    """Dice per task on the slices at ``positions``: the prediction rule of ``medadapt predict``."""
+    """Dice per task on the slices at ``positions`` (tasks present there): the prediction rule of
+    ``medadapt predict``."""
     import torch
     from medadapt.universal.predict import largest_piece
     probabilities = []
@@ -120,7 +121,8 @@ def scores(network, item, frame, references: dict, positions: np.ndarray, tasks:
         if one_piece[task] and mask.any():
             mask = largest_piece(mask)
         target = references[task][positions]
-        result[task] = round(float(2 * (mask & target).sum() / max(mask.sum() + target.sum(), 1)), 4)
+        if target.any():  # a task absent from every test slice has no Dice to report
+            result[task] = round(float(2 * (mask & target).sum() / (mask.sum() + target.sum())), 4)
     return result
 
 
