@@ -65,11 +65,30 @@ class RemoteClient:
         """Upload an image file (streamed); returns the volume record with its ``id``."""
         path = Path(path)
         size = path.stat().st_size
-        with path.open("rb") as stream:
-            with self._request("POST", f"/v1/volumes?name={urllib.parse.quote(path.name)}", stream,
-                               {"Content-Length": str(size), "Content-Type": "application/octet-stream"},
-                               timeout=max(self.timeout, size / 1e6)) as response:
-                return json.loads(response.read())
+        try:
+            with path.open("rb") as stream:
+                with self._request("POST", f"/v1/volumes?name={urllib.parse.quote(path.name)}", stream,
+                                   {"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+                                   timeout=max(self.timeout, size / 1e6)) as response:
+                    return json.loads(response.read())
+        except RemoteError as exc:
+            if exc.status:
+                raise
+            self._refused_size(path, size)  # a server refusing a large upload may close before its answer is read
+            raise
+
+    def _refused_size(self, path: Path, size: int) -> None:
+        """:class:`RemoteError` (413) when ``size`` bytes exceed this token's upload limit or storage left."""
+        try:
+            facts = self.whoami()
+        except RemoteError:
+            return
+        limits, used = facts.get("limits", {}), facts.get("usage", {}).get("storage_mb", 0)
+        room = min(limits.get("max_upload_mb", float("inf")), limits.get("max_storage_mb", float("inf")) - used)
+        if size > room * 1024 * 1024:
+            raise RemoteError(f"server: upload of {path.name} ({size / 2 ** 20:.0f} MB) refused: the limit is "
+                              f"{limits.get('max_upload_mb')} MB per upload and {limits.get('max_storage_mb')} MB "
+                              f"stored per token ({max(room, 0):.0f} MB left) (HTTP 413)", 413) from None
 
     def submit(self, job: dict) -> dict:
         """Queue a job (see the server's ``POST /v1/jobs``); returns its record with its ``id``."""
