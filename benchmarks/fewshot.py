@@ -45,6 +45,16 @@ def cases() -> dict[str, tuple[str, str, int]]:
     return table
 
 
+OTHER_CASES = {"mr_abdomen_ts/kidney_right": ("mr_abdomen_ts/image.nii.gz", "mr_abdomen_ts/labels.nii.gz", 2)}
+"""Cases outside the few-shot set (``--all`` and the tables leave them out): the MR abdomen's right kidney, another
+subject's (and modality's) kidney for the lineage benchmark's forward transfer."""
+
+
+def case_files(case: str) -> tuple[str, str, int]:
+    """(image, labels, label value) of a few-shot case or one of :data:`OTHER_CASES`."""
+    return {**cases(), **OTHER_CASES}[case]
+
+
 def bin_centre_slices(mask: np.ndarray, k: int) -> list[int]:
     """k slice indices along axis 0 at the centres of k equal bins of the structure's extent."""
     present = np.flatnonzero(mask.any(axis=(1, 2)))
@@ -105,7 +115,7 @@ def load_case(case: str, k: int):
     from medadapt.io.exemplars import find_exemplars
     from medadapt.io.volume import read_volume
 
-    image_path, label_path, label = cases()[case]
+    image_path, label_path, label = case_files(case)
     image = read_volume(DATA / image_path)
     reference = read_volume(DATA / label_path, label=True)
     target = (reference.array == label).astype(np.int16)

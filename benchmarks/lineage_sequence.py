@@ -29,19 +29,28 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fewshot import DATA, cases, load_case  # noqa: E402
+from fewshot import DATA, case_files, load_case  # noqa: E402
 
 SEQUENCE = ("ct_abdomen_ts/liver", "ct_abdomen_ts/spleen", "ct_abdomen_ts/kidney_right", "ct_abdomen_ts/stomach",
             "ct_lung1/lung_left", "ct_lung1/cord", "hippocampus/hippocampus_001", "brats/pat0006/edema_flair")
-UNSEEN = ("ct_lung1/tumour", "brats/pat0005/enhancing_t1c", "hippocampus/hippocampus_003")
+UNSEEN = ("ct_lung1/tumour", "brats/pat0005/enhancing_t1c", "mr_abdomen_ts/kidney_right")
 METHODS = ("parallel", "naive", "medseqft", "multitask")
 
 
 def task_volumes(case: str):
     """[(image, reference label map, its file name)] and the label value of a development case."""
     from medadapt.io.volume import read_volume
-    image_path, label_path, label = cases()[case]
+    image_path, label_path, label = case_files(case)
     return [(read_volume(DATA / image_path), read_volume(DATA / label_path, label=True), label_path)], label
+
+
+def has_case(case: str) -> bool:
+    """Whether ``case`` names a development case."""
+    try:
+        case_files(case)
+    except KeyError:
+        return False
+    return True
 
 
 def modality(case: str) -> str:
@@ -90,6 +99,8 @@ def run_sequential(method: str, sequence, args, caches, work: Path) -> Path:
         add_task(folder, volumes, label, case, modality(case))
         lineage = read_lineage(folder)
         facts = lineage.record.tasks[-1]
+        if args.score_stages == "last" and stage < len(sequence):
+            continue
         model = load_lineage_model(lineage, "cpu")
         for earlier in sequence[:stage]:
             emit({"method": method, "stage": stage, "trained": case, "task": earlier,
@@ -172,11 +183,16 @@ def main() -> None:
     parser.add_argument("--transfer-from", nargs="*", metavar="NAME=FOLDER",
                         help="only forward transfer: from the base model (unless --no-transfer-from-base) and from "
                         "these existing lineages, e.g. medseqft=/tmp/x/medseqft (none: the base model alone)")
+    parser.add_argument("--score-stages", choices=("each", "last"), default="each",
+                        help="score the learned tasks after each stage (the forgetting curve) or after the last only")
+    parser.add_argument("--keep", type=Path, metavar="FOLDER",
+                        help="keep the lineages in this new folder (default: a temporary one, removed at the end), "
+                        "e.g. to run --transfer-from on them later")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/lineage_sequence.jsonl"))
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
-    unknown = [case for case in args.sequence + args.unseen if case not in cases()]
+    unknown = [case for case in args.sequence + args.unseen if not has_case(case)]
     if unknown:
         sys.exit(f"unknown case(s) {unknown}; see benchmarks/fewshot.py --list")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -187,9 +203,12 @@ def main() -> None:
             name, _, folder = pair.partition("=")
             transfer(name, Path(folder), args.unseen, args.transfer_k, args)
         return
+    if args.keep and args.keep.exists():
+        sys.exit(f"--keep: {args.keep} exists; give a new folder")
     caches: dict = {}
-    with tempfile.TemporaryDirectory(prefix="medadapt-lineages-") as work:
-        work = Path(work)
+    with tempfile.TemporaryDirectory(prefix="medadapt-lineages-") as temporary:
+        work = args.keep or Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
         finals = {}
         for method in args.methods:
             if method == "parallel":
