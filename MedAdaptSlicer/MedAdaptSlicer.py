@@ -17,6 +17,9 @@ from slicer.util import VTKObservationMixin
 
 ADAPTER_FOLDER_SETTING = "MedAdapt/adapterFolder"
 COLLECTION_FOLDER_SETTING = "MedAdapt/collectionFolder"
+AUTOMATIC_MODALITY = "Automatic"
+"""The universal model's modality choice that leaves it to the model: CT for Hounsfield units, else its only
+other modality."""
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # Apple MPS: operators Metal lacks run on the CPU
 
 
@@ -421,11 +424,15 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return [item.text() for item in items if item.checkState() == qt.Qt.Checked]
 
     def onUniversalModelChanged(self, *unused):
-        """List the chosen universal model's tasks, all checked (errors go to the status label)."""
+        """List the chosen universal model's tasks, all checked, and its modalities (errors go to the status
+        label)."""
         self.ui.universalTasksListWidget.clear()
+        self.ui.universalModalityComboBox.clear()
+        self.ui.universalModalityComboBox.addItem(AUTOMATIC_MODALITY)
         folder = self.ui.universalModelPathLineEdit.currentPath
         try:
             tasks = self.logic.universal_tasks(folder) if folder else []
+            self.ui.universalModalityComboBox.addItems(self.logic.universal_modalities(folder) if folder else [])
         except Exception as exc:
             tasks = []
             self.setStatus(f"Error: {exc}")
@@ -440,6 +447,8 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onUniversalSegment(self):
         volume, segmentation, _ = self.target()
         folder, tasks = self.ui.universalModelPathLineEdit.currentPath, self.checkedTasks()
+        modality = self.ui.universalModalityComboBox.currentText
+        modality = None if modality in ("", AUTOMATIC_MODALITY) else modality
 
         def done(job):
             self.onDone(job)
@@ -447,8 +456,8 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.setStatus(f"Added a segment for each of {', '.join(tasks)}, named after the task; existing "
                                "segments are unchanged.")
         self.run(lambda logic, progress, _: logic.start_universal_segment(
-            folder, volume, segmentation, tasks, device=self.ui.deviceComboBox.currentText, on_progress=progress,
-            on_done=done), local=True)
+            folder, volume, segmentation, tasks, modality, device=self.ui.deviceComboBox.currentText,
+            on_progress=progress, on_done=done), local=True)
 
     def guarded(self, action, success):
         """Run a quick main-thread action and report its outcome in the status label."""

@@ -52,11 +52,15 @@ def ct_case(masks):
 def test_universal_tasks_are_read_from_the_folder_and_a_plain_folder_is_refused(model_folder, tmp_path):
     logic = MedAdaptLogic(SynchronousRunner())
     assert logic.universal_tasks(model_folder) == ["liver", "spleen"]
+    assert logic.universal_modalities(model_folder) == ["CT"]
     with pytest.raises(InputError, match="holds no universal.json"):
         logic.universal_tasks(tmp_path)
     (tmp_path / "universal.json").write_text('{"tasks": "liver"}')
     with pytest.raises(InputError, match="field tasks"):
         logic.universal_tasks(tmp_path)
+    (tmp_path / "universal.json").write_text('{"tasks": [{"name": "liver"}], "modalities": "CT"}')
+    with pytest.raises(InputError, match="field modalities"):
+        logic.universal_modalities(tmp_path)
 
 
 @needs_ct
@@ -67,7 +71,7 @@ def test_chosen_tasks_become_new_tagged_segments_beside_the_users_own(model_fold
     users_tag = segments.GetSegment(segments.GetSegmentIdBySegmentName("liver")).GetTerminology()
     logic = MedAdaptLogic(SynchronousRunner())
     progress = []
-    job = logic.start_universal_segment(model_folder, volume, segmentation, ["liver", "spleen"], device="cpu",
+    job = logic.start_universal_segment(model_folder, volume, segmentation, ["liver", "spleen"], "CT", device="cpu",
                                         on_progress=progress.append)
     assert job.state == "done", job.error
     assert progress and progress[-1].step == progress[-1].total == HIGH - LOW

@@ -233,6 +233,15 @@ class MedAdaptLogic:
         are not loaded); :class:`InputError` when the folder holds no universal model."""
         return [task["name"] for task in _universal_record(folder)["tasks"]]
 
+    def universal_modalities(self, folder: str | Path) -> list[str]:
+        """Modalities the universal model in ``folder`` learned (its priors), read from ``universal.json`` alone;
+        :class:`InputError` when the field is missing or not a list of names."""
+        record = _universal_record(folder)
+        modalities = record.get("modalities")
+        if not modalities or not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
+            raise InputError(f"{Path(folder) / 'universal.json'}: field modalities: expected a list of names")
+        return modalities
+
     def _universal_model(self, folder: str | Path, device: str):
         """(model, foundation model) of the universal model in ``folder`` on ``device``, loaded once and loaded
         again only when the folder's weights change."""
