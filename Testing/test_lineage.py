@@ -9,12 +9,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import free_port, LIVER, SPLEEN
+from conftest import free_port, liver_crop, LIVER, SPLEEN
 
 from medadapt.artifacts import load_adapter
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.cli.main import main
 from medadapt.config import AdapterConfig, TrainConfig
+from medadapt.io.volume import write_volume
 from medadapt.lineage.delta import stage_change
 from medadapt.lineage.folder import DELTA, read_lineage
 from medadapt.lineage.model import load_base, load_lineage_model
@@ -101,10 +102,12 @@ def test_a_tampered_lineage_is_refused_with_exit_code_2(lineage, tmp_path, capsy
     assert not (tmp_path / "out.nii.gz").exists()
 
 
-def test_adapt_starts_from_the_lineage_model_and_its_adapter_keeps_it(lineage, tmp_path, capsys,
-                                                                      sample_image_path, sample_labels_path):
-    code, _, err = run(capsys, "adapt", sample_image_path, "--exemplars", sample_labels_path, "--labels", LIVER,
-                       "--slices", "10,20", "-o", tmp_path / "out.nii.gz", "--method", "zero-shot",
+def test_adapt_starts_from_the_lineage_model_and_its_adapter_keeps_it(lineage, tmp_path, capsys, sample):
+    image, liver = liver_crop(sample, slice(10, 20))
+    write_volume(image, tmp_path / "crop.nii.gz")
+    write_volume(liver, tmp_path / "liver.nii.gz")
+    code, _, err = run(capsys, "adapt", tmp_path / "crop.nii.gz", "--exemplars", tmp_path / "liver.nii.gz",
+                       "--slices", "2,7", "-o", tmp_path / "out.nii.gz", "--method", "zero-shot",
                        "--base-model", lineage, "--save-model", tmp_path / "model", "--device", "cpu", "--quiet")
     assert code == 0, err
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())

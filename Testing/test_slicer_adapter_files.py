@@ -67,15 +67,15 @@ def adapt_save_and_load(mrml, logics, tmp_path, parameters):
 
 
 def apply_without_prompts(mrml, logics, logic) -> float:
-    """Apply the held model to slices 10-27 of another CT node (a different field of view) with an empty target
+    """Apply the held model to slices 11-22 of another CT node (a different field of view) with an empty target
     segment and no points; returns the preview's liver Dice."""
     liver = reference_labels() == 5
     other = load_ct(logics, "other")
-    crop_slices(other, 10, 28)
-    segmentation = add_segmentation(mrml, other, {"liver": np.zeros((18, *liver.shape[1:]), np.uint8)})
+    crop_slices(other, 11, 23)
+    segmentation = add_segmentation(mrml, other, {"liver": np.zeros((12, *liver.shape[1:]), np.uint8)})
     job = logic.start_apply(other, segmentation, "liver")
     assert job.state == "done", job.error
-    return dice(segment_arrays(segmentation, other)[preview_name("liver")], liver[10:28])
+    return dice(segment_arrays(segmentation, other)[preview_name("liver")], liver[11:23])
 
 
 @needs_ct
