@@ -217,14 +217,18 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def onTestConnection(self):
-        """Show the server's answer for the URL and token (who, devices, usage), or what went wrong."""
+        """Show the server's answer for the URL and token (who, devices, usage), or what went wrong; asked in the
+        job thread, so the GUI does not wait for it."""
         self.saveServerSettings()
-        try:
-            text = self.activeLogic().test_connection()
-        except Exception as exc:
-            text = f"Error: {exc}"
-        self.ui.connectionLabel.text = text
-        self.setStatus(text)
+        self.ui.connectionLabel.text = "Connecting..."
+
+        def done(job):
+            self.job = None
+            text = job.result if job.state == "done" else f"Error: {job.error}"
+            self.ui.connectionLabel.text = text
+            self.setStatus(text)
+            self.updateButtons()
+        self.run(lambda logic, progress, _: logic.start_test_connection(done))
 
     # --- running jobs ---------------------------------------------------------------------------------------------
     def run(self, start, local=False):

@@ -22,7 +22,7 @@ from server_fixtures import InProcessServer
 from MedAdaptSlicerLib import remote as remote_module
 from MedAdaptSlicerLib.conversion import Grid, node_grid, update_node_from_volume
 from MedAdaptSlicerLib.effect import PREVIEW_NODE_NAME, EffectSession
-from MedAdaptSlicerLib.jobs import SynchronousRunner
+from MedAdaptSlicerLib.jobs import SynchronousRunner, ThreadRunner
 from MedAdaptSlicerLib.logic import MedAdaptLogic
 from MedAdaptSlicerLib.parameters import Parameters
 from MedAdaptSlicerLib.remote import RemoteLogic, read_result, write_image
@@ -97,6 +97,19 @@ def test_test_connection_says_who_and_names_what_is_wrong(server):
         RemoteLogic(f"http://127.0.0.1:{free_port()}", TOKEN).test_connection()
     with pytest.raises(RemoteError, match="server URL: expected http://HOST:PORT"):
         RemoteLogic("gpu-box:8790", TOKEN)
+
+
+def test_test_connection_runs_in_the_job_thread(server):
+    runner = ThreadRunner()
+    finished = []
+    job = remote_logic(server, runner).start_test_connection(finished.append)
+    deadline = time.monotonic() + 30
+    while runner.poll() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert finished == [job] and job.state == "done" and "as 'radiologist'" in job.result
+    unreachable = RemoteLogic(f"http://127.0.0.1:{free_port()}", TOKEN, SynchronousRunner())
+    job = unreachable.start_test_connection()
+    assert job.state == "failed" and "cannot connect" in str(job.error)
 
 
 @pytest.mark.parametrize("with_roi", [False, True])
