@@ -151,10 +151,17 @@ CHILD = textwrap.dedent(r'''
     remote_buttons = {n: widgets[n].enabled for n in ("testConnectionButton", "installDependenciesButton",
                                                       "loadAdapterButton", "addToLineageButton")}
     remote_status = widgets["statusLabel"].text
-    widget.onTestConnection()
+    widget.onTestConnection()  # asked in the job thread: the label says so until the timer's poll delivers
+    connecting = widgets["connectionLabel"].text
+    import time
+    deadline = time.monotonic() + 30
+    while widget.job is not None and time.monotonic() < deadline:
+        widget.onPoll()
+        time.sleep(0.05)
     remote_effect = SegmentEditorMedAdaptEffect.SegmentEditorEffect(Widget("scriptedEffect2"))
     remote_effect.setupOptionsFrame()
-    remote = {"buttons": remote_buttons, "status": remote_status, "connection": widgets["connectionLabel"].text,
+    remote = {"buttons": remote_buttons, "status": remote_status, "connecting": connecting,
+              "connection": widgets["connectionLabel"].text,
               "stored": {k: v for k, v in stored.items() if k in ("MedAdapt/computeMode", "MedAdapt/serverUrl",
                                                                   "MedAdapt/serverToken")},
               "effect_mode": remote_effect.computeModeSelector.currentText,
@@ -194,6 +201,7 @@ def test_module_builds_its_gui_and_offers_install_without_any_dependency(tmp_pat
     assert remote["buttons"] == {"testConnectionButton": True, "installDependenciesButton": True,
                                  "loadAdapterButton": True, "addToLineageButton": False}
     assert remote["status"].startswith("Remote:") and "Install dependencies" not in remote["status"]
+    assert remote["connecting"] == "Connecting..."
     assert remote["connection"].startswith("Error: server http://127.0.0.1:9: cannot connect")
     assert remote["stored"] == {"MedAdapt/computeMode": "Remote", "MedAdapt/serverUrl": "http://127.0.0.1:9",
                                 "MedAdapt/serverToken": "secret-token"}
