@@ -163,12 +163,12 @@ class RemoteLogic:
                 f"{limits.get('max_storage_mb', '?')} MB, {usage.get('active_jobs', 0)} of {limits.get('max_jobs', '?')} "
                 f"jobs queued or running; uploads up to {limits.get('max_upload_mb', '?')} MB.")
 
-    # --- reading the scene (main thread) --------------------------------------------------------------------------
-
     def start_test_connection(self, on_done=None) -> Job:
         """:meth:`test_connection` as a job in the runner (the GUI stays responsive for the up to 10 s it may
         wait): the job's result is the line, its error what went wrong."""
         return self.runner.start(lambda progress, cancel: self.test_connection(), None, on_done)
+
+    # --- reading the scene (main thread) --------------------------------------------------------------------------
     def snapshot(self, volume_node, roi_node=None) -> Snapshot:
         """The volume (restricted to the ROI's box when given) to send, read now on the main thread."""
         grid = node_grid(volume_node)
