@@ -50,9 +50,9 @@ OTHER_CASES = {"mr_abdomen_ts/kidney_right": ("mr_abdomen_ts/image.nii.gz", "mr_
 subject's (and modality's) kidney for the lineage benchmark's forward transfer."""
 
 
-def case_files(case: str) -> tuple[str, str, int]:
-    """(image, labels, label value) of a few-shot case or one of :data:`OTHER_CASES`."""
-    return {**cases(), **OTHER_CASES}[case]
+def all_cases() -> dict[str, tuple[str, str, int]]:
+    """:func:`cases` and :data:`OTHER_CASES`: every case name -> (image, labels, label value)."""
+    return {**cases(), **OTHER_CASES}
 
 
 def bin_centre_slices(mask: np.ndarray, k: int) -> list[int]:
@@ -115,7 +115,7 @@ def load_case(case: str, k: int):
     from medadapt.io.exemplars import find_exemplars
     from medadapt.io.volume import read_volume
 
-    image_path, label_path, label = case_files(case)
+    image_path, label_path, label = all_cases()[case]
     image = read_volume(DATA / image_path)
     reference = read_volume(DATA / label_path, label=True)
     target = (reference.array == label).astype(np.int16)

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fewshot import DATA, case_files, load_case  # noqa: E402
+from fewshot import DATA, all_cases, load_case  # noqa: E402
 
 SEQUENCE = ("ct_abdomen_ts/liver", "ct_abdomen_ts/spleen", "ct_abdomen_ts/kidney_right", "ct_abdomen_ts/stomach",
             "ct_lung1/lung_left", "ct_lung1/cord", "hippocampus/hippocampus_001", "brats/pat0006/edema_flair")
@@ -40,17 +40,8 @@ METHODS = ("parallel", "naive", "medseqft", "multitask")
 def task_volumes(case: str):
     """[(image, reference label map, its file name)] and the label value of a development case."""
     from medadapt.io.volume import read_volume
-    image_path, label_path, label = case_files(case)
+    image_path, label_path, label = all_cases()[case]
     return [(read_volume(DATA / image_path), read_volume(DATA / label_path, label=True), label_path)], label
-
-
-def has_case(case: str) -> bool:
-    """Whether ``case`` names a development case."""
-    try:
-        case_files(case)
-    except KeyError:
-        return False
-    return True
 
 
 def modality(case: str) -> str:
@@ -192,7 +183,7 @@ def main() -> None:
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
-    unknown = [case for case in args.sequence + args.unseen if not has_case(case)]
+    unknown = [case for case in args.sequence + args.unseen if case not in all_cases()]
     if unknown:
         sys.exit(f"unknown case(s) {unknown}; see benchmarks/fewshot.py --list")
     args.out.parent.mkdir(parents=True, exist_ok=True)
