@@ -8,6 +8,13 @@ from pathlib import Path
 
 from medadapt.errors import InputError
 
+BACKBONES = ("embeddings", "volume")
+"""The universal network's backbones (:data:`medadapt.universal.priors.BACKBONES`, named here without importing
+torch)."""
+
+VOLUME_BATCH = 2
+"""Default patches per step of the volume backbone (a 48-voxel cube each)."""
+
 
 def add_parser(commands) -> None:
     """The ``universal`` sub-command and its own sub-commands."""
@@ -18,8 +25,12 @@ def add_parser(commands) -> None:
     train.add_argument("collection", help="CSV file (columns image, labels, tasks, modality[, weight]) or folder "
                        "of JSON entries; tasks as liver=5;spleen=1")
     train.add_argument("-o", "--output", required=True, help="new folder for the model")
-    train.add_argument("--base-model", default="litemedsam", help="foundation model whose frozen embeddings the "
-                       "model reads: litemedsam (default), sam_vit_b, sam_vit_l, sam_vit_h or medsam")
+    train.add_argument("--backbone", choices=BACKBONES, default="embeddings",
+                       help="embeddings (default): a head on the frozen foundation model's slice embeddings; "
+                       "volume: a 3D network trained end to end on the images (no foundation model; faster and "
+                       "more accurate across subjects when several labelled volumes of a kind exist)")
+    train.add_argument("--base-model", help="foundation model whose frozen embeddings the embeddings backbone "
+                       "reads: litemedsam (default), sam_vit_b, sam_vit_l, sam_vit_h or medsam")
     for part, what in (("task-priors", "task prior tokens in the fusion"),
                        ("modality-priors", "modality prior tokens"),
                        ("fusion", "prior-feature attention")):
@@ -42,8 +53,10 @@ def add_parser(commands) -> None:
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, help="training steps (default 600)")
-    parser.add_argument("--batch-size", type=int, help="(slice, task) pairs per step (default 8)")
-    parser.add_argument("--max-slices", type=int, help="slices kept per volume, evenly spread (default 64)")
+    parser.add_argument("--batch-size", type=int, help="(example, task) pairs per step (default 8 slices for the "
+                        "embeddings backbone, 2 patches for the volume backbone)")
+    parser.add_argument("--max-slices", type=int, help="embeddings backbone: slices kept per volume, evenly spread "
+                        "(default 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -54,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
     {"train": _train, "add": _add, "show": _show}[args.universal_command](args)
 
 
-def _settings(args: argparse.Namespace):
+def _settings(args: argparse.Namespace, backbone: str):
     from medadapt.universal.train import TrainSettings
     limits = {"iterations": (1, 100_000), "batch_size": (1, 1024), "max_slices": (1, 10_000)}
     values = {}
@@ -64,6 +77,8 @@ def _settings(args: argparse.Namespace):
             raise InputError(f"--{name.replace('_', '-')}: expected {low}..{high}, got {value}")
         if value is not None:
             values[name] = value
+    if backbone == "volume":
+        values.setdefault("batch_size", VOLUME_BATCH)
     return TrainSettings(seed=args.seed, **values)
 
 
@@ -92,17 +107,21 @@ def _train(args: argparse.Namespace) -> None:
     from medadapt.universal.collection import read_collection
     from medadapt.universal.folder import check_output_folder, is_universal, write_universal
     from medadapt.universal.learn import train_universal
-    from medadapt.universal.network import NetworkShape
+    from medadapt.universal.priors import shape_for
     output = check_output_folder(args.output)
     if is_universal(output):
         raise InputError(f"-o: {output} already holds a universal model; grow it with `medadapt universal add` "
                          "or choose a new folder")
+    if args.backbone == "volume" and args.base_model:
+        raise InputError("--base-model: the volume backbone reads the images themselves, not a foundation model's "
+                         "embeddings; leave --base-model out or use --backbone embeddings")
     entries = read_collection(args.collection)
-    settings = _settings(args)
-    shape = NetworkShape(task_priors=not args.no_task_priors, modality_priors=not args.no_modality_priors,
-                         fusion=not args.no_fusion)
+    settings = _settings(args, args.backbone)
+    shape = shape_for(args.backbone, task_priors=not args.no_task_priors, modality_priors=not args.no_modality_priors,
+                      fusion=not args.no_fusion)
     model, lead = _grouped_run(args, lambda device, progress: train_universal(
-        load_backend(args.base_model, device), entries, shape, settings, device, progress))
+        None if args.backbone == "volume" else load_backend(args.base_model or "litemedsam", device), entries, shape,
+        settings, device, progress))
     if lead:
         model = write_universal(output, model)
         _print_stage(output, model)
@@ -119,7 +138,7 @@ def _add(args: argparse.Namespace) -> None:
     model = read_universal(args.model)
     entries = read_collection(args.collection)
     check = read_collection(args.check) if args.check else None
-    settings = _settings(args)
+    settings = _settings(args, model.backbone)
     grown, lead = _grouped_run(args, lambda device, progress: add_tasks(
         model, base_backend(model, device), entries, settings, args.train_shared, check, device, progress))
     if lead:
@@ -142,8 +161,10 @@ def _show(args: argparse.Namespace) -> None:
     record = read_universal(args.folder).record
     shape = record.network
     off = [part for part in ("task_priors", "modality_priors", "fusion") if not shape.get(part, True)]
-    print(f"universal model {args.folder}: base {record.base_model} ({record.base_sha256[:12]}...), modalities "
-          f"{', '.join(record.modalities)}{'; ablated: ' + ', '.join(off) if off else ''}")
+    base = ("volume backbone (trained on the images)" if shape.get("backbone") == "volume" else
+            f"base {record.base_model} ({record.base_sha256[:12]}...)")
+    print(f"universal model {args.folder}: {base}, modalities {', '.join(record.modalities)}"
+          f"{'; ablated: ' + ', '.join(off) if off else ''}")
     print("task | label value | modalities | one piece | stage | volumes")
     for task in record.tasks:
         print(f"{task.name} | {task.value} | {', '.join(task.modalities)} | {'yes' if task.one_piece else 'no'} | "

@@ -1,4 +1,4 @@
-"""The universal model folder: ``universal.json`` (base model, network shape, tasks with their label values and
+"""The universal model folder: ``universal.json`` (base model — none for the volume backbone —, network shape, tasks with their label values and
 modalities, training settings, history, checksum) and ``weights.safetensors``. The weights are checksum-verified
 before use; the folder is only ever written whole. It holds no patient data (no image, label or slice)."""
 
@@ -17,9 +17,11 @@ from medadapt import __version__
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.errors import InputError
 from medadapt.io.folders import replaced_whole
-from medadapt.universal.network import NetworkShape, UniversalNetwork
+from medadapt.universal.network import UniversalNetwork
+from medadapt.universal.network3d import VolumeUniversalNetwork
+from medadapt.universal.priors import BACKBONES, NetworkShape, PriorConditioned
 
-FORMAT = 1
+FORMAT = 2
 RECORD = "universal.json"
 WEIGHTS = "weights.safetensors"
 
@@ -54,7 +56,7 @@ class StageRecord(BaseModel):
 class UniversalRecord(BaseModel):
     """``universal.json``."""
 
-    format: Literal[1]
+    format: Literal[2]
     kind: Literal["medadapt-universal"]
     medadapt_version: str
     created: str
@@ -73,7 +75,12 @@ class UniversalModel:
     """A loaded universal model: its record and network (evaluation mode)."""
 
     record: UniversalRecord
-    network: UniversalNetwork
+    network: PriorConditioned
+
+    @property
+    def backbone(self) -> str:
+        """``embeddings`` (reads the base model's slice embeddings) or ``volume`` (reads the image)."""
+        return self.network.shape.backbone
 
     def task(self, name: str) -> TaskRecord:
         """The record of task ``name``."""
@@ -85,13 +92,17 @@ def is_universal(path: str | Path) -> bool:
     return (Path(path) / RECORD).is_file()
 
 
-def build_network(record: UniversalRecord) -> UniversalNetwork:
+def build_network(record: UniversalRecord) -> PriorConditioned:
     """The network ``record`` describes, with fresh weights; :class:`InputError` for an unknown shape."""
     try:
         shape = NetworkShape(**record.network)
     except TypeError as exc:
         raise InputError(f"{RECORD}: field network: {exc}") from exc
-    return UniversalNetwork(shape, [task.name for task in record.tasks], record.modalities)
+    if shape.backbone not in BACKBONES:
+        raise InputError(f"{RECORD}: field network.backbone: expected one of {', '.join(BACKBONES)}, got "
+                         f"{shape.backbone!r}")
+    network = VolumeUniversalNetwork if shape.backbone == "volume" else UniversalNetwork
+    return network(shape, [task.name for task in record.tasks], record.modalities)
 
 
 def read_universal(path: str | Path) -> UniversalModel:
@@ -103,9 +114,14 @@ def read_universal(path: str | Path) -> UniversalModel:
         raise InputError(f"{path}: not a MedAdapt universal model (no {RECORD}); train one with "
                          "`medadapt universal train`")
     try:
-        record = UniversalRecord.model_validate(json.loads(record_path.read_text()))
+        fields = json.loads(record_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{record_path}: not valid JSON ({exc})") from exc
+    if isinstance(fields, dict) and fields.get("format") == 1:
+        raise InputError(f"{record_path}: field format: 1 is an earlier MedAdapt's layout of the prior tokens; "
+                         "train the model again with `medadapt universal train`")
+    try:
+        record = UniversalRecord.model_validate(fields)
     except ValidationError as exc:
         error = exc.errors()[0]
         raise InputError(f"{record_path}: field {'.'.join(str(p) for p in error['loc'])}: {error['msg']}") from exc

@@ -17,24 +17,33 @@ import torch
 from medadapt.backends.base import PromptableBackend
 from medadapt.errors import InputError
 from medadapt.evaluation.metrics import mask_dice
-from medadapt.progress import CancelFlag, ProgressCallback
+from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from medadapt.universal.collection import Entry, modalities, output_values
 from medadapt.universal.folder import StageRecord, TaskRecord, UniversalModel, build_network, new_record
-from medadapt.universal.network import NetworkShape
 from medadapt.universal.predict import predict_tasks
-from medadapt.universal.slices import EncodedVolume, encode_entry, read_entry
-from medadapt.universal.train import TrainSettings, train_network
+from medadapt.universal.priors import NetworkShape
+from medadapt.universal.slices import encode_entry, read_entry
+from medadapt.universal.train import TrainingVolume, TrainSettings, train_network
+from medadapt.universal.volumes import prepare_entry
 
 
-def encode_collection(backend: PromptableBackend, entries: list[Entry], max_slices: int,
+def encode_collection(backend: PromptableBackend | None, entries: list[Entry], max_slices: int,
                       progress: ProgressCallback | None = None, cancel: CancelFlag | None = None
-                      ) -> list[EncodedVolume]:
-    """Every entry encoded (:func:`encode_entry`), each image file once."""
-    encoded: dict = {}
-    return [encode_entry(backend, entry, max_slices, progress, cancel, encoded) for entry in entries]
+                      ) -> list[TrainingVolume]:
+    """Every entry encoded (:func:`encode_entry`) by ``backend``, or without one (the volume backbone) put on
+    its working grid (:func:`prepare_entry`); each image file once."""
+    shared: dict = {}
+    if backend is not None:
+        return [encode_entry(backend, entry, max_slices, progress, cancel, shared) for entry in entries]
+    volumes = []
+    for number, entry in enumerate(entries, start=1):
+        check_cancel(cancel)
+        volumes.append(prepare_entry(entry, shared))
+        report(progress, Progress("prepare volumes", number, len(entries)))
+    return volumes
 
 
-def _task_records(entries: list[Entry], volumes: list[EncodedVolume], values: dict[str, int], stage: int
+def _task_records(entries: list[Entry], volumes: list[TrainingVolume], values: dict[str, int], stage: int
                   ) -> list[TaskRecord]:
     records = []
     for name, value in values.items():
@@ -44,7 +53,7 @@ def _task_records(entries: list[Entry], volumes: list[EncodedVolume], values: di
     return records
 
 
-def check_dice(model: UniversalModel, backend: PromptableBackend, entries: list[Entry], tasks: list[str],
+def check_dice(model: UniversalModel, backend: PromptableBackend | None, entries: list[Entry], tasks: list[str],
                cancel: CancelFlag | None = None, embeddings: dict | None = None) -> dict[str, float]:
     """Mean Dice of each of ``tasks`` over the ``entries`` labelled for it, predicted prompt-free;
     ``embeddings`` (image file -> its slice embeddings) is filled and reused across calls."""
@@ -67,15 +76,17 @@ def _peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
 
 
-def train_universal(backend: PromptableBackend, entries: list[Entry], shape: NetworkShape, settings: TrainSettings,
-                    device: str = "cpu", progress: ProgressCallback | None = None, cancel: CancelFlag | None = None
-                    ) -> UniversalModel:
-    """A new universal model trained on ``entries`` (not yet written)."""
+def train_universal(backend: PromptableBackend | None, entries: list[Entry], shape: NetworkShape,
+                    settings: TrainSettings, device: str = "cpu", progress: ProgressCallback | None = None,
+                    cancel: CancelFlag | None = None) -> UniversalModel:
+    """A new universal model trained on ``entries`` (not yet written); ``backend``: the foundation model whose
+    embeddings the slice backbone reads (None for the volume backbone)."""
     started = time.monotonic()
     torch.manual_seed(settings.seed)
     volumes = encode_collection(backend, entries, settings.max_slices, progress, cancel)
     values = output_values(entries)
-    record = new_record(backend.name, backend.checkpoint_sha256, shape, _task_records(entries, volumes, values, 1),
+    base_name, base_sha256 = (backend.name, backend.checkpoint_sha256) if backend is not None else ("none", "")
+    record = new_record(base_name, base_sha256, shape, _task_records(entries, volumes, values, 1),
                         modalities(entries), asdict(settings))
     model = UniversalModel(record, build_network(record))
     train_network(model.network, volumes, settings, device=device, progress=progress, cancel=cancel)
@@ -85,8 +96,8 @@ def train_universal(backend: PromptableBackend, entries: list[Entry], shape: Net
     return model
 
 
-def add_tasks(model: UniversalModel, backend: PromptableBackend, entries: list[Entry], settings: TrainSettings,
-              train_shared: bool = False, check: list[Entry] | None = None, device: str = "cpu",
+def add_tasks(model: UniversalModel, backend: PromptableBackend | None, entries: list[Entry],
+              settings: TrainSettings, train_shared: bool = False, check: list[Entry] | None = None, device: str = "cpu",
               progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> UniversalModel:
     """``model`` taught the tasks of ``entries`` it does not know yet (the known ones in them are ignored);
     earlier tasks' Dice on ``check`` before and after."""

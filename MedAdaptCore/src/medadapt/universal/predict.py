@@ -1,15 +1,18 @@
-"""Prompt-free segmentation of learned tasks on a new volume: every slice encoded once by the frozen foundation
-model, each task's network output thresholded at 0.5, overlaps given to the most probable task, and a task that
-always formed one piece in training reduced to its largest piece."""
+"""Prompt-free segmentation of learned tasks on a new volume — the slice backbone encodes every slice once by the
+frozen foundation model, the volume backbone slides its patch over the image on its working grid — each task's
+output thresholded at 0.5, overlaps given to the most probable task, and a task that always formed one piece in
+training reduced to its largest piece."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
 from medadapt.backends.base import PromptableBackend
 from medadapt.errors import InputError
+from medadapt.io.grid3d import resample
 from medadapt.io.intensity import intensity_window, is_ct, require_contrast
 from medadapt.io.volume import Volume
 from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
@@ -18,6 +21,10 @@ from medadapt.slices.model import SliceModel
 from medadapt.slices.stack import slice_stack
 from medadapt.universal.folder import UniversalModel
 from medadapt.universal.slices import AXIS
+from medadapt.universal.volumes import PATCH, working_image
+
+WINDOW_OVERLAP = 0.5
+"""Share of a patch that neighbouring patches overlap at prediction (their outputs blended by a Gaussian)."""
 
 
 def choose_tasks(model: UniversalModel, requested: str | None) -> list[str]:
@@ -59,11 +66,35 @@ def largest_piece(mask: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def task_probabilities(model: UniversalModel, backend: PromptableBackend, image: Volume, tasks: list[str],
+def volume_probabilities(model: UniversalModel, image: Volume, tasks: list[str], modality: str,
+                         progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> np.ndarray:
+    """(tasks, z, y, x) probabilities of the volume backbone on ``image``'s grid: patches slid over the working
+    grid, outputs sampled back onto the image's own voxels."""
+    array, grid = working_image(image)
+    device = next(model.network.parameters()).device
+    inputs = torch.from_numpy(array)[None, None].to(device)
+    out = np.zeros((len(tasks), *image.array.shape), np.float32)
+    for number, task in enumerate(tasks):
+        def predictor(patches: torch.Tensor, task: str = task) -> torch.Tensor:
+            check_cancel(cancel)
+            return model.network(patches, [task] * len(patches), [modality] * len(patches))[0]
+        logits = sliding_window_inference(inputs, (PATCH,) * 3, 1, predictor, overlap=WINDOW_OVERLAP,
+                                          mode="gaussian")
+        probabilities = torch.sigmoid(logits)[0, 0].cpu().numpy()
+        out[number] = probabilities if grid == image.geometry else resample(probabilities, grid, image.geometry)
+        report(progress, Progress("segment tasks", number + 1, len(tasks)))
+    return out
+
+
+@torch.no_grad()
+def task_probabilities(model: UniversalModel, backend: PromptableBackend | None, image: Volume, tasks: list[str],
                        modality: str, progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
                        embeddings: dict[int, torch.Tensor] | None = None) -> np.ndarray:
     """(tasks, slices, rows, cols) probabilities, slices along :data:`AXIS`; ``embeddings`` keeps the image's
-    slice embeddings for later calls (otherwise each is dropped once used)."""
+    slice embeddings for later calls (otherwise each is dropped once used). The volume backbone needs no
+    ``backend`` and keeps no embeddings."""
+    if model.backbone == "volume":
+        return volume_probabilities(model, image, tasks, modality, progress, cancel)
     slice_model = SliceModel(backend, slice_stack(image, AXIS, intensity_window(image.array)),
                              in_plane_spacing(image.geometry.spacing, AXIS), cancel=cancel, embeddings=embeddings)
     device = next(model.network.parameters()).device
@@ -79,7 +110,7 @@ def task_probabilities(model: UniversalModel, backend: PromptableBackend, image:
     return out
 
 
-def predict_tasks(model: UniversalModel, backend: PromptableBackend, image: Volume, tasks: list[str],
+def predict_tasks(model: UniversalModel, backend: PromptableBackend | None, image: Volume, tasks: list[str],
                   modality: str, progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
                   embeddings: dict[int, torch.Tensor] | None = None) -> Volume:
     """Label map on ``image``'s grid with each task's own value (0 elsewhere); ``embeddings`` as in
@@ -97,9 +128,12 @@ def predict_tasks(model: UniversalModel, backend: PromptableBackend, image: Volu
     return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, AXIS)))
 
 
-def base_backend(model: UniversalModel, device: str) -> PromptableBackend:
+def base_backend(model: UniversalModel, device: str) -> PromptableBackend | None:
     """The foundation model whose embeddings ``model`` reads, its weights checked against the recorded
-    checksum; :class:`InputError` when the installed weights differ."""
+    checksum (None for the volume backbone, which reads the image); :class:`InputError` when the installed
+    weights differ."""
+    if model.backbone == "volume":
+        return None
     from medadapt.backends import load_backend
     backend = load_backend(model.record.base_model, device)
     if backend.checkpoint_sha256 != model.record.base_sha256:

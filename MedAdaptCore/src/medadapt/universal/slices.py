@@ -46,6 +46,11 @@ class EncodedVolume:
     def __len__(self) -> int:
         return self.embeddings.shape[0]
 
+    def example(self, task: str, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A uniformly drawn slice's (1, C, h, w) embedding and its (1, 1, S, S) ``task`` mask."""
+        index = int(rng.integers(len(self)))
+        return self.embeddings[index:index + 1].float(), self.masks[task][index:index + 1].float()
+
 
 def read_entry(entry: Entry) -> tuple[Volume, Volume]:
     """The entry's image and label map, on one grid, every task's value present; :class:`InputError` naming the

@@ -1,11 +1,12 @@
-"""Training the universal network on encoded volumes: mixed batches of (slice, task) pairs, BCE + Dice, a small
+"""Training the universal network: mixed batches of (example, task) pairs — slices of encoded volumes for the
+slice network, augmented patches for the volume network — BCE + Dice, a small
 modality-classification term, AdamW with warm-up and cosine decay; unchanged under ``torchrun`` (each process
 draws its own batches, gradients are averaged).
 
 Partial labels: a volume contributes pairs only for the tasks it is labelled for, so a volume labelled for the
 liver alone teaches nothing about the spleen — the loss of every task it is not labelled for is masked out by
 never being drawn. Each step draws a volume by its weight (each entry's ``weight``; by default every labelled
-volume equally often), a slice of it uniformly, and one of its tasks uniformly.
+volume equally often) and one of its tasks uniformly; the volume draws the example (:meth:`example`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from monai.optimizers import WarmupCosineSchedule
 
 from medadapt.methods.training import distributed, optimisation_step, synchronise_start
 from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
-from medadapt.universal.network import UniversalNetwork
+from medadapt.universal.priors import PriorConditioned
 from medadapt.universal.slices import EncodedVolume
+from medadapt.universal.volumes import PatchVolume
+
+TrainingVolume = EncodedVolume | PatchVolume
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Steps, pairs per step, learning rate, weight decay, warm-up steps, the modality term's weight, slices
+    """Steps, examples per step, learning rate, weight decay, warm-up steps, the modality term's weight, slices
     kept per volume and the seed."""
 
     iterations: int = 600
@@ -40,32 +44,32 @@ class TrainSettings:
     seed: int = 0
 
 
-def labelled_pairs(volumes: list[EncodedVolume]) -> list[tuple[int, str]]:
+def labelled_pairs(volumes: list[TrainingVolume]) -> list[tuple[int, str]]:
     """Every (volume index, task) the loss may see: only the tasks each volume is labelled for."""
     return [(v, task) for v, volume in enumerate(volumes) for task in volume.masks]
 
 
-def draw_batch(volumes: list[EncodedVolume], size: int, rng: np.random.Generator
-               ) -> list[tuple[int, int, str]]:
-    """``size`` (volume, slice, task) triples: volume by weight, slice uniformly, a labelled task uniformly."""
+def draw_batch(volumes: list[TrainingVolume], size: int, rng: np.random.Generator) -> list[tuple[int, str]]:
+    """``size`` (volume, task) pairs: volume by weight, a labelled task uniformly."""
     weights = np.asarray([volume.weight for volume in volumes], float)
     picked = rng.choice(len(volumes), size=size, p=weights / weights.sum())
     batch = []
     for v in picked:
         tasks = list(volumes[v].masks)
-        batch.append((int(v), int(rng.integers(len(volumes[v]))), tasks[int(rng.integers(len(tasks)))]))
+        batch.append((int(v), tasks[int(rng.integers(len(tasks)))]))
     return batch
 
 
 class PairLoss:
     """BCE on every pair plus Dice on the pairs whose mask is not empty (a slice without the structure has no
-    Dice to learn from; its BCE teaches "nothing here"), on logits upsampled to the frame."""
+    Dice to learn from; its BCE teaches "nothing here"), on logits upsampled to the masks' size."""
 
     def __init__(self):
         self.dice = DiceLoss(sigmoid=True, reduction="none")
 
     def __call__(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        if logits.shape != masks.shape:
+            logits = F.interpolate(logits, size=masks.shape[2:], mode="bilinear", align_corners=False)
         loss = F.binary_cross_entropy_with_logits(logits, masks)
         present = masks.flatten(1).any(1)
         if present.any():
@@ -73,7 +77,7 @@ class PairLoss:
         return loss
 
 
-def train_network(network: UniversalNetwork, volumes: list[EncodedVolume], settings: TrainSettings,
+def train_network(network: PriorConditioned, volumes: list[TrainingVolume], settings: TrainSettings,
                   parameters: list[torch.nn.Parameter] | None = None, device: str = "cpu",
                   progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> list[float]:
     """Train ``parameters`` (default: all of ``network``'s) on ``volumes``; returns the loss per step. Checks
@@ -96,10 +100,10 @@ def train_network(network: UniversalNetwork, volumes: list[EncodedVolume], setti
         for step in range(settings.iterations):
             check_cancel(cancel)
             batch = draw_batch(volumes, settings.batch_size, rng)
-            embeddings = torch.cat([volumes[v].embeddings[s:s + 1] for v, s, _ in batch]).float().to(device)
-            masks = torch.cat([volumes[v].masks[t][s:s + 1] for v, s, t in batch]).float().to(device)
-            kinds = [volumes[v].modality for v, _, _ in batch]
-            logits, modality_logits = network(embeddings, [t for _, _, t in batch], kinds)
+            inputs, masks = zip(*(volumes[v].example(t, rng) for v, t in batch))
+            kinds = [volumes[v].modality for v, _ in batch]
+            logits, modality_logits = network(torch.cat(inputs).to(device), [t for _, t in batch], kinds)
+            masks = torch.cat(masks).to(device)
             loss = pair_loss(logits, masks)
             if network.shape.modality_priors and len(modalities) > 1 and settings.modality_weight > 0:
                 target = torch.as_tensor([modalities.index(k) for k in kinds], device=device)
