@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -62,6 +63,34 @@ def oblique_image(array: np.ndarray, spacing=ANISOTROPIC_SPACING, direction=OBLI
     image.SetDirection(direction)
     image.SetOrigin(origin)
     return image
+
+
+def oblique_crop_files(folder: Path, slices: slice) -> dict[str, Path]:
+    """The sample's slices ``slices`` (z range) written on a rotated, anisotropic grid: image and label map
+    files by name ("image", "labels")."""
+    paths = {}
+    for name, source in (("image", SAMPLE / "ct_abdomen_image.nii.gz"),
+                         ("labels", SAMPLE / "ct_abdomen_liver_spleen.nii.gz")):
+        volume = sitk.ReadImage(str(source))[:, :, slices.start:slices.stop]
+        volume.SetDirection(OBLIQUE_DIRECTION)
+        volume.SetSpacing(ANISOTROPIC_SPACING)
+        paths[name] = folder / f"{name}.nii.gz"
+        sitk.WriteImage(volume, str(paths[name]))
+    return paths
+
+
+def organs_entry_folder(crop: dict[str, Path], folder: Path, modality: str) -> Path:
+    """A collection folder under ``folder`` with one JSON entry: ``crop``'s image labelled for a new task
+    "organs" (value 3: liver and spleen together)."""
+    labels = sitk.ReadImage(str(crop["labels"]))
+    organs = sitk.Cast((labels == LIVER) | (labels == SPLEEN), sitk.sitkUInt8) * 3
+    organs.CopyInformation(labels)
+    sitk.WriteImage(organs, str(folder / "organs.nii.gz"))
+    entries = folder / "new"
+    entries.mkdir()
+    (entries / "organs.json").write_text(json.dumps({"image": str(crop["image"]), "labels": "../organs.nii.gz",
+                                                      "tasks": {"organs": 3}, "modality": modality}))
+    return entries
 
 
 def liver_crop(sample, slices: slice = slice(8, 22)):

@@ -17,8 +17,10 @@ from medadapt.errors import InputError
 from medadapt.io.volume import read_volume
 from medadapt.universal.collection import read_collection
 from medadapt.universal.folder import TaskRecord, UniversalModel, new_record, read_universal, write_universal
-from medadapt.universal.network import NetworkShape, UniversalNetwork
+from medadapt.universal.network import UniversalNetwork
+from medadapt.universal.network3d import VolumeUniversalNetwork
 from medadapt.universal.predict import predict_tasks
+from medadapt.universal.priors import NetworkShape, shape_for
 
 LOW, HIGH = 14, 18  # the four CT slices kept
 VALUES = {"liver": 5, "spleen": 1}
@@ -89,6 +91,44 @@ def test_chosen_tasks_become_new_tagged_segments_beside_the_users_own(model_fold
     assert segments.GetSegment(segments.GetSegmentIdBySegmentName("liver")).GetTerminology() == users_tag
     assert free_segment_name(segmentation, "liver") == "liver (universal 2)"
     assert free_segment_name(segmentation, "kidney") == "kidney"
+    scene.Clear(1)
+
+
+@pytest.fixture(scope="module")
+def volume_model_folder(tmp_path_factory):
+    """An untrained volume-backbone universal model for liver (5) and spleen (1) on CT: no foundation model."""
+    torch.manual_seed(0)
+    shape = shape_for("volume")
+    tasks = [TaskRecord(name=name, value=value, modalities=["CT"], one_piece=False, stage=1, volumes=1)
+             for name, value in VALUES.items()]
+    record = new_record("none", "", shape, tasks, ["CT"], {})
+    folder = tmp_path_factory.mktemp("universal-volume") / "model"
+    write_universal(folder, UniversalModel(record, VolumeUniversalNetwork(shape, list(VALUES), ["CT"]).eval()))
+    return folder
+
+
+@needs_ct
+def test_a_volume_model_segments_without_a_foundation_model_and_can_be_cancelled(volume_model_folder):
+    scene, volume, segmentation, labels = ct_case({})
+    logic = MedAdaptLogic(SynchronousRunner())
+    progress = []
+    job = logic.start_universal_segment(volume_model_folder, volume, segmentation, ["liver", "spleen"], "CT",
+                                        device="cpu", on_progress=progress.append)
+    assert job.state == "done", job.error
+    assert progress[-1].step == progress[-1].total == 2, "one step per task"
+    expected = predict_tasks(read_universal(volume_model_folder), None, volume_from_node(volume),
+                             ["liver", "spleen"], "CT").array
+    assert expected.any(), "the untrained model predicts something, so the comparison means something"
+    arrays = segment_arrays(segmentation, volume)
+    assert list(arrays) == ["liver", "spleen"]
+    for task in ("liver", "spleen"):
+        np.testing.assert_array_equal(arrays[task], expected == VALUES[task])
+    nodes = node_ids(scene)
+    runner = SynchronousRunner()
+    job = MedAdaptLogic(runner).start_universal_segment(volume_model_folder, volume, segmentation, ["spleen"], "CT",
+                                                        device="cpu", on_progress=lambda e: runner.current.cancel())
+    assert job.state == "cancelled" and node_ids(scene) == nodes
+    assert list(segment_arrays(segmentation, volume)) == ["liver", "spleen"]
     scene.Clear(1)
 
 

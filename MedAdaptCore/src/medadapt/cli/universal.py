@@ -198,11 +198,13 @@ def run_predict(args: argparse.Namespace) -> None:
     if args.batch:
         with batch_group(device):  # under torchrun each process segments its share (predict_batch)
             backend = base_backend(model, device)
+            model.network.to(device)
             rows = run_batch(inputs, Path(args.output), lambda path, output: _segment(
                 model, backend, path, output, tasks, args.modality, False), not args.quiet)
             finish_batch(rows, Path(args.output))
         return
     backend = base_backend(model, device)
+    model.network.to(device)
     output = _segment(model, backend, args.image, args.output, tasks, args.modality, not args.quiet)
     values = ", ".join(f"{name}={model.task(name).value}" for name in tasks)
     print(f"wrote {output} ({values})")

@@ -23,8 +23,9 @@ from medadapt.universal.folder import UniversalModel
 from medadapt.universal.slices import AXIS
 from medadapt.universal.volumes import PATCH, working_image
 
-WINDOW_OVERLAP = 0.5
-"""Share of a patch that neighbouring patches overlap at prediction (their outputs blended by a Gaussian)."""
+WINDOW_OVERLAP = 0.25
+"""Share of a patch that neighbouring patches overlap at prediction (MONAI's default; their outputs blended by a
+Gaussian)."""
 
 
 def choose_tasks(model: UniversalModel, requested: str | None) -> list[str]:
