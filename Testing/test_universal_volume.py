@@ -106,12 +106,18 @@ def test_volume_model_trains_and_segments_prompt_free_on_the_image_grid(model_fo
     assert dice(array == LIVER, labels == LIVER) > 0.7
 
 
-def test_volume_backbone_refuses_a_base_model(crop, tmp_path, capsys):
+def test_volume_backbone_refuses_options_it_does_not_use_and_an_unknown_backbone(crop, tmp_path, capsys):
     collection = tmp_path / "c.csv"
     collection.write_text(f"image,labels,tasks,modality\n{crop['image']},{crop['labels']},liver={LIVER},CT\n")
     code, _, err = run(capsys, "universal", "train", collection, "-o", tmp_path / "m", "--backbone", "volume",
                        "--base-model", "litemedsam", "--device", "cpu")
     assert code == 2 and "--base-model" in err and "volume backbone" in err
+    code, _, err = run(capsys, "universal", "train", collection, "-o", tmp_path / "m", "--backbone", "volume",
+                       "--max-slices", "8", "--device", "cpu")
+    assert code == 2 and "--max-slices" in err and "3D patches" in err
+    with pytest.raises(SystemExit) as stop:
+        main(["universal", "train", str(collection), "-o", str(tmp_path / "m"), "--backbone", "voxels"])
+    assert stop.value.code == 2 and "--backbone: invalid choice: 'voxels'" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 

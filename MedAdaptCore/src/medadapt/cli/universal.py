@@ -78,6 +78,8 @@ def _settings(args: argparse.Namespace, backbone: str):
         if value is not None:
             values[name] = value
     if backbone == "volume":
+        if args.max_slices is not None:
+            raise InputError("--max-slices: the volume backbone trains on 3D patches, not slices; leave it out")
         values.setdefault("batch_size", VOLUME_BATCH)
     return TrainSettings(seed=args.seed, **values)
 
