@@ -1,7 +1,7 @@
 """Training the universal network: mixed batches of (example, task) pairs — slices of encoded volumes for the
-slice network, augmented patches for the volume network — BCE + Dice, a small
-modality-classification term, AdamW with warm-up and cosine decay; unchanged under ``torchrun`` (each process
-draws its own batches, gradients are averaged).
+slice network, augmented patches for the volume network —, BCE + Dice, a small modality-classification term,
+AdamW with warm-up and cosine decay; unchanged under ``torchrun`` (each process draws its own batches, gradients
+are averaged).
 
 Partial labels: a volume contributes pairs only for the tasks it is labelled for, so a volume labelled for the
 liver alone teaches nothing about the spleen — the loss of every task it is not labelled for is masked out by
