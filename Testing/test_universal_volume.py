@@ -9,10 +9,12 @@ import torch
 from conftest import (ANISOTROPIC_SPACING, LIVER, OBLIQUE_DIRECTION, oblique_crop_files,
                       organs_entry_folder, SPLEEN)
 
+from medadapt.cli import universal as universal_cli
 from medadapt.cli.main import main
 from medadapt.io.volume import Geometry, Volume
 from medadapt.universal.folder import read_universal
 from medadapt.universal.network3d import VolumeUniversalNetwork
+from medadapt.universal.priors import BACKBONES
 from medadapt.universal.train import draw_batch
 from medadapt.universal.volumes import MAX_SIDE, PATCH, PatchVolume, prepare_volume, working_grid
 
@@ -115,6 +117,7 @@ def test_volume_backbone_refuses_options_it_does_not_use_and_an_unknown_backbone
     code, _, err = run(capsys, "universal", "train", collection, "-o", tmp_path / "m", "--backbone", "volume",
                        "--max-slices", "8", "--device", "cpu")
     assert code == 2 and "--max-slices" in err and "3D patches" in err
+    assert universal_cli.BACKBONES == BACKBONES, "the command line offers every backbone the network has"
     with pytest.raises(SystemExit) as stop:
         main(["universal", "train", str(collection), "-o", str(tmp_path / "m"), "--backbone", "voxels"])
     assert stop.value.code == 2 and "--backbone: invalid choice: 'voxels'" in capsys.readouterr().err
