@@ -1,6 +1,7 @@
 """The universal model's volume backbone (a prior-conditioned 3D network trained end to end on the images):
 the working grid, training patches, training and prompt-free prediction through the command line on an oblique,
-anisotropic grid, and adding a task without changing the others (training under a 2-process gloo group: test_universal.py)."""
+anisotropic grid, refused options, and adding a task without changing the others (training under a 2-process
+gloo group: test_universal.py)."""
 
 import numpy as np
 import pytest

@@ -97,8 +97,9 @@ def train_universal(backend: PromptableBackend | None, entries: list[Entry], sha
 
 
 def add_tasks(model: UniversalModel, backend: PromptableBackend | None, entries: list[Entry],
-              settings: TrainSettings, train_shared: bool = False, check: list[Entry] | None = None, device: str = "cpu",
-              progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> UniversalModel:
+              settings: TrainSettings, train_shared: bool = False, check: list[Entry] | None = None,
+              device: str = "cpu", progress: ProgressCallback | None = None, cancel: CancelFlag | None = None
+              ) -> UniversalModel:
     """``model`` taught the tasks of ``entries`` it does not know yet (the known ones in them are ignored);
     earlier tasks' Dice on ``check`` before and after."""
     known = {task.name: task.value for task in model.record.tasks}
