@@ -1,6 +1,7 @@
 """The universal model folder: ``universal.json`` (base model — none for the volume backbone —, network shape,
-tasks with their label values and modalities, training settings, history, checksum) and ``weights.safetensors``. The weights are checksum-verified
-before use; the folder is only ever written whole. It holds no patient data (no image, label or slice)."""
+tasks with their label values and modalities, training settings, history, checksum) and ``weights.safetensors``.
+The weights are checksum-verified before use; the folder is only ever written whole. It holds no patient data (no
+image, label or slice)."""
 
 from __future__ import annotations
 
