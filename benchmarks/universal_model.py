@@ -140,7 +140,8 @@ def main() -> None:
     import torch
 
     from medadapt.backends import load_backend
-    from medadapt.universal.network import NetworkShape, UniversalNetwork
+    from medadapt.universal.network import UniversalNetwork
+    from medadapt.universal.priors import NetworkShape
     from medadapt.universal.train import TrainSettings, train_network
     args.cache.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
