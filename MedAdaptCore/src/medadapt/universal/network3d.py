@@ -2,19 +2,17 @@
 backbone; priors and fusion in :mod:`medadapt.universal.priors`), as Hermes conditions its 3D backbones.
 
 A convolution at full resolution, then MONAI residual units at three coarser levels (1, 2 and 4 times width;
-two convolutions each going down, one going up);
-fusion layers at 1/2, 1/4 and 1/8 of the patch going down and 1/4 and 1/2 going up; the full-resolution entry
-features join through a 1 x 1 x 1 merge before the output (full-resolution 3 x 3 x 3 convolutions of many
-channels cost a CPU most of its time, as MONAI's UNet also avoids).
+two convolutions each going down, one going up); fusion layers at 1/2, 1/4 and 1/8 of the patch going down and
+1/4 and 1/2 going up; the full-resolution entry features join through a 1 x 1 x 1 merge before the output
+(full-resolution 3 x 3 x 3 convolutions of many channels cost a CPU most of its time, as MONAI's UNet also
+avoids).
 """
 
 from __future__ import annotations
 
-import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
-from medadapt.universal.network import upsample_join
 from medadapt.universal.priors import NetworkShape, PriorConditioned
 
 LEVELS = 4
@@ -29,7 +27,7 @@ def residual_unit(inputs: int, outputs: int, stride: int = 1, convolutions: int 
 
 class VolumeUniversalNetwork(PriorConditioned):
     """Per-task logits (b, 1, d, h, w) from (b, C, d, h, w) image patches, one task and one modality per batch
-    element."""
+    element (:meth:`PriorConditioned.forward`)."""
 
     def __init__(self, shape: NetworkShape, tasks: list[str], modalities: list[str]):
         widths = [shape.width] + [shape.width * 2 ** level for level in range(LEVELS - 1)]
@@ -39,20 +37,3 @@ class VolumeUniversalNetwork(PriorConditioned):
         self.up = nn.ModuleList([residual_unit(widths[level] + widths[level + 1], widths[level], convolutions=1)
                                  for level in range(LEVELS - 2, 0, -1)])
         self.merge = Convolution(3, widths[0] + widths[1], widths[0], kernel_size=1, norm="INSTANCE")
-
-    def forward(self, patches: torch.Tensor, tasks: list[str], modalities: list[str]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (b, 1, d, h, w) of each element's task, and modality logits (b, number of modalities)."""
-        task_posteriors, modality_posteriors = [], []
-        entry = self.entry(patches)
-        x, skips = entry, []
-        for layer, (task_tokens, modality_tokens) in enumerate(self.layer_tokens(tasks, modalities)):
-            if layer < LEVELS - 1:
-                skips.append(x)
-                x = self.down[layer](x)
-            else:
-                x = upsample_join(self.up[layer - LEVELS + 1], x, skips.pop())
-            x, task_posterior, modality_posterior = self.fuse(layer, x, task_tokens, modality_tokens)
-            task_posteriors.append(task_posterior)
-            modality_posteriors.append(modality_posterior)
-        return self.outputs(upsample_join(self.merge, x, entry), task_posteriors, modality_posteriors)

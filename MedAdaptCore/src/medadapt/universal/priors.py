@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 BACKBONES = ("embeddings", "volume")
@@ -93,7 +94,8 @@ class PriorFusion(nn.Module):
 class PriorConditioned(nn.Module):
     """Named task and modality prior pools over fusion layers of widths ``layer_widths``, the fusion layers
     themselves (unless ablated), and the heads that turn posterior tokens into a task's output weights (of
-    ``output_width``) and modality logits. Subclasses run the trunk and call :meth:`fuse` at each layer."""
+    ``output_width``) and modality logits. Subclasses build the U-shaped trunk: ``entry`` (full resolution),
+    ``down`` and ``up`` (one block per fusion layer, in that order) and ``merge`` (back to the entry's size)."""
 
     def __init__(self, shape: NetworkShape, layer_widths: list[int], output_width: int, tasks: list[str],
                  modalities: list[str]):
@@ -158,6 +160,24 @@ class PriorConditioned(nn.Module):
         modality = priors[:, -self.shape.modality_tokens:] if self.shape.modality_priors else None
         return x, task.mean(1), None if modality is None else modality.mean(1)
 
+    def forward(self, inputs: torch.Tensor, tasks: list[str], modalities: list[str]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (b, 1, *spatial) of each element's task, and modality logits (b, number of modalities): the
+        trunk with a fusion layer after every down and up block."""
+        task_posteriors, modality_posteriors = [], []
+        entry = self.entry(inputs)
+        x, skips = entry, []
+        for layer, (task_tokens, modality_tokens) in enumerate(self.layer_tokens(tasks, modalities)):
+            if layer < len(self.down):
+                skips.append(x)
+                x = self.down[layer](x)
+            else:
+                x = upsample_join(self.up[layer - len(self.down)], x, skips.pop())
+            x, task_posterior, modality_posterior = self.fuse(layer, x, task_tokens, modality_tokens)
+            task_posteriors.append(task_posterior)
+            modality_posteriors.append(modality_posterior)
+        return self.outputs(upsample_join(self.merge, x, entry), task_posteriors, modality_posteriors)
+
     def outputs(self, features: torch.Tensor, task_posteriors: list[torch.Tensor],
                 modality_posteriors: list[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each element's task logits (b, 1, *spatial) from the last ``features`` and the task's posterior tokens,
@@ -168,3 +188,10 @@ class PriorConditioned(nn.Module):
             return logits, torch.zeros(len(features), len(self.modality_logits), device=features.device)
         pooled = self.modality_output(torch.cat(modality_posteriors, -1))
         return logits, pooled @ torch.stack(list(self.modality_logits.values()), 1)
+
+
+def upsample_join(block: nn.Module, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``x`` upsampled to ``skip``'s size (2D or 3D), concatenated with it, through ``block``: the up path of
+    both trunks."""
+    x = F.interpolate(x, size=skip.shape[2:], mode="bilinear" if x.dim() == 4 else "trilinear", align_corners=False)
+    return block(torch.cat([x, skip], 1))
