@@ -1,7 +1,9 @@
 """The universal model's volume backbone (a prior-conditioned 3D network trained end to end on the images):
 the working grid, training patches, training and prompt-free prediction through the command line on an oblique,
-anisotropic grid, refused options, and adding a task without changing the others (training under a 2-process
-gloo group: test_universal.py)."""
+anisotropic grid, refused options and records, and adding a task without changing the others (training under a
+2-process gloo group: test_universal.py)."""
+
+import json
 
 import numpy as np
 import pytest
@@ -13,9 +15,10 @@ from conftest import (ANISOTROPIC_SPACING, LIVER, OBLIQUE_DIRECTION, oblique_cro
 from medadapt.cli import universal as universal_cli
 from medadapt.cli.main import main
 from medadapt.io.volume import Geometry, Volume
-from medadapt.universal.folder import read_universal
+from medadapt.errors import InputError
+from medadapt.universal.folder import new_record, read_universal, TaskRecord, UniversalModel, write_universal
 from medadapt.universal.network3d import VolumeUniversalNetwork
-from medadapt.universal.priors import BACKBONES
+from medadapt.universal.priors import BACKBONES, shape_for
 from medadapt.universal.train import draw_batch
 from medadapt.universal.volumes import MAX_SIDE, PATCH, PatchVolume, prepare_volume, working_grid
 
@@ -148,3 +151,19 @@ def test_partial_labels_draw_only_the_labelled_tasks():
                PatchVolume(image, {"spleen": mask}, "CT", 1.0, {"spleen": True})]
     drawn = draw_batch(volumes, 200, np.random.default_rng(0))
     assert set(drawn) == {(0, "liver"), (1, "spleen")}
+
+
+def test_an_unknown_backbone_or_an_earlier_format_in_universal_json_is_refused(tmp_path):
+    shape = shape_for("volume")
+    task = TaskRecord(name="liver", value=5, modalities=["CT"], one_piece=True, stage=1, volumes=1)
+    folder = tmp_path / "model"
+    write_universal(folder, UniversalModel(new_record("none", "", shape, [task], ["CT"], {}),
+                                           VolumeUniversalNetwork(shape, ["liver"], ["CT"])))
+    record = json.loads((folder / "universal.json").read_text())
+    for change, message in ((lambda r: r["network"].update(backbone="voxels"), "field network.backbone"),
+                            (lambda r: r.update(format=1), "field format: 1 is an earlier MedAdapt")):
+        edited = json.loads(json.dumps(record))
+        change(edited)
+        (folder / "universal.json").write_text(json.dumps(edited))
+        with pytest.raises(InputError, match=message):
+            read_universal(folder)
