@@ -60,6 +60,51 @@ def volumes() -> list[dict]:
     return found
 
 
+def dataset_weights(table: list[dict]) -> dict[str, float]:
+    """Sampling weight of each dataset's training volumes: 1 / its number of non-test volumes, so every dataset is
+    drawn equally often."""
+    counts: dict[str, int] = {}
+    for volume in table:
+        if volume["role"] != "test":
+            counts[volume["dataset"]] = counts.get(volume["dataset"], 0) + 1
+    return {dataset: 1.0 / count for dataset, count in counts.items()}
+
+
+def pair_shares(train: list) -> tuple[float, dict[str, float]]:
+    """(total sampling weight, each task's share of the drawn (example, task) pairs) of the (volume, item)
+    training list."""
+    total_weight = sum(item.weight for _, item in train)
+    shares: dict[str, float] = {}
+    for _, item in train:
+        for task in item.masks:
+            shares[task] = shares.get(task, 0.0) + item.weight / total_weight / len(item.masks)
+    return total_weight, shares
+
+
+def append_row(out: Path, row: dict) -> None:
+    """Print ``row`` as JSON and append it to ``out``."""
+    print(json.dumps(row), flush=True)
+    with out.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def run_variants(variants: list[str], run, train: list, steps: int) -> None:
+    """Call ``run(name, ablated parts, training list, steps[, tasks])`` for each variant: ``per-task`` once per
+    task and ``no-ct`` without the CT datasets, each with steps by its share of the pairs."""
+    total_weight, shares = pair_shares(train)
+    for variant in variants:
+        if variant == "universal":
+            run("universal", {}, train, steps)
+        elif variant == "per-task":
+            for task, share in shares.items():
+                run("per-task", {}, train, round(steps * share), [task])
+        elif variant == "no-ct":
+            kept = [(v, i) for v, i in train if v["modality"] != "CT"]
+            run("no-ct", {}, kept, round(steps * sum(i.weight for _, i in kept) / total_weight))
+        else:
+            run(variant, {variant[3:].replace("-", "_"): False}, train, steps)
+
+
 def encoded(backend, volume: dict, cache: Path, max_slices: int):
     """The volume's EncodedVolume, slice frame and reference masks of its kept slices (by task); embeddings
     cached on disk."""
@@ -150,13 +195,10 @@ def main() -> None:
     table = volumes()
     loaded = [encoded(backend, volume, args.cache, args.max_slices) for volume in table]
     print(f"encoded {len(table)} volumes in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    datasets = {}
-    for volume in table:
-        if volume["role"] != "test":
-            datasets[volume["dataset"]] = datasets.get(volume["dataset"], 0) + 1
+    weights = dataset_weights(table)
     train, test = [], []  # (volume, EncodedVolume[, frame, references, positions])
     for volume, (item, frame, references) in zip(table, loaded):
-        weight = 1.0 / datasets.get(volume["dataset"], 1)
+        weight = weights.get(volume["dataset"], 1.0)
         if volume["role"] == "split":
             fit, held = split_blocks(len(item))
             train.append((volume, subset(item, fit, weight)))
@@ -165,13 +207,7 @@ def main() -> None:
             train.append((volume, subset(item, np.arange(len(item)), weight)))
         else:
             test.append((volume, item, frame, references, np.arange(len(item))))
-    total_weight = sum(v.weight for _, v in train)
-    pair_share = {}
-    for _, item in train:
-        for task in item.masks:
-            pair_share[task] = pair_share.get(task, 0.0) + item.weight / total_weight / len(item.masks)
-
-    def run(name: str, shape: NetworkShape, chosen: list, steps: int, tasks: list[str] | None = None) -> None:
+    def run(name: str, parts: dict, chosen: list, steps: int, tasks: list[str] | None = None) -> None:
         torch.manual_seed(0)
         items = [item for _, item in chosen]
         if tasks is not None:
@@ -181,7 +217,7 @@ def main() -> None:
             items = [i for i in items if i.masks]
         task_list = list(dict.fromkeys(t for i in items for t in i.masks))
         modalities = list(dict.fromkeys(i.modality for i in items))
-        network = UniversalNetwork(shape, task_list, modalities)
+        network = UniversalNetwork(NetworkShape(**parts), task_list, modalities)
         clock = time.monotonic()
         train_network(network, items, TrainSettings(iterations=max(1, steps), max_slices=args.max_slices, seed=0))
         seconds = time.monotonic() - clock
@@ -191,27 +227,12 @@ def main() -> None:
             if not wanted:
                 continue
             for task, dice in scores(network, item, frame, references, positions, wanted, one_piece).items():
-                row = {"variant": name, "task": task, "volume": volume["name"], "modality": item.modality,
-                       "dice": dice, "steps": steps, "train_seconds": round(seconds, 1),
-                       "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
-                print(json.dumps(row), flush=True)
-                with args.out.open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                append_row(args.out, {
+                    "variant": name, "task": task, "volume": volume["name"], "modality": item.modality,
+                    "dice": dice, "steps": steps, "train_seconds": round(seconds, 1),
+                    "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)})
 
-    for variant in args.variants:
-        if variant == "universal":
-            run("universal", NetworkShape(), train, args.steps)
-        elif variant == "per-task":
-            for task, share in pair_share.items():
-                run("per-task", NetworkShape(), train, round(args.steps * share), [task])
-        elif variant == "no-ct":
-            kept = [(v, i) for v, i in train if v["modality"] != "CT"]
-            share = sum(i.weight for _, i in kept) / total_weight
-            run("no-ct", NetworkShape(), kept, round(args.steps * share))
-        else:
-            part = variant[3:].replace("-", "_")
-            run(variant, NetworkShape(**{part: False}), train, args.steps)
-
+    run_variants(args.variants, run, train, args.steps)
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,6 @@ recorded.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot import DATA  # noqa: E402
-from universal_model import VARIANTS, volumes  # noqa: E402
+from universal_model import append_row, dataset_weights, run_variants, VARIANTS, volumes  # noqa: E402
 
 
 def read_pair(volume: dict, part: str):
@@ -68,13 +67,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     table = volumes()
-    datasets: dict[str, int] = {}
-    for volume in table:
-        if volume["role"] != "test":
-            datasets[volume["dataset"]] = datasets.get(volume["dataset"], 0) + 1
+    weights = dataset_weights(table)
     train, test = [], []  # (volume, PatchVolume) / (volume, image, labels, tasks)
     for volume in table:
-        weight = 1.0 / datasets.get(volume["dataset"], 1)
+        weight = weights.get(volume["dataset"], 1.0)
         if volume["role"] in ("split", "train"):
             image, labels = read_pair(volume, "first" if volume["role"] == "split" else "all")
             present = {t: v for t, v in volume["tasks"].items() if np.any(labels.array == v)}
@@ -84,12 +80,6 @@ def main() -> None:
             present = {t: v for t, v in volume["tasks"].items() if np.any(labels.array == v)}
             test.append((volume, image, labels, present))
     print(f"prepared {len(table)} volumes in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    total_weight = sum(item.weight for _, item in train)
-    pair_share: dict[str, float] = {}
-    for _, item in train:
-        for task in item.masks:
-            pair_share[task] = pair_share.get(task, 0.0) + item.weight / total_weight / len(item.masks)
-
     def run(name: str, parts: dict, chosen: list, steps: int, tasks: list[str] | None = None) -> None:
         torch.manual_seed(0)
         items = []
@@ -117,29 +107,13 @@ def main() -> None:
             predicted = predict_tasks(model, None, image, wanted, volume["modality"]).array
             predict_seconds = time.monotonic() - clock
             for task in wanted:
-                row = {"variant": name, "task": task, "volume": volume["name"], "modality": volume["modality"],
-                       "dice": round(mask_dice(predicted == model.task(task).value,
-                                               labels.array == present[task]), 4),
-                       "steps": steps, "train_seconds": round(seconds, 1),
-                       "predict_seconds": round(predict_seconds, 1),
-                       "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
-                print(json.dumps(row), flush=True)
-                with args.out.open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                append_row(args.out, {
+                    "variant": name, "task": task, "volume": volume["name"], "modality": volume["modality"],
+                    "dice": round(mask_dice(predicted == model.task(task).value, labels.array == present[task]), 4),
+                    "steps": steps, "train_seconds": round(seconds, 1), "predict_seconds": round(predict_seconds, 1),
+                    "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)})
 
-    for variant in args.variants:
-        if variant == "universal":
-            run("universal", {}, train, args.steps)
-        elif variant == "per-task":
-            for task, share in pair_share.items():
-                run("per-task", {}, train, round(args.steps * share), [task])
-        elif variant == "no-ct":
-            kept = [(v, i) for v, i in train if v["modality"] != "CT"]
-            share = sum(i.weight for _, i in kept) / total_weight
-            run("no-ct", {}, kept, round(args.steps * share))
-        else:
-            run(variant, {variant[3:].replace("-", "_"): False}, train, args.steps)
-
+    run_variants(args.variants, run, train, args.steps)
 
 if __name__ == "__main__":
     main()
