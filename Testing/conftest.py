@@ -65,6 +65,14 @@ def oblique_image(array: np.ndarray, spacing=ANISOTROPIC_SPACING, direction=OBLI
     return image
 
 
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``medadapt ARGV`` in this process: (exit code, standard output, standard error)."""
+    from medadapt.cli.main import main
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def oblique_crop_files(folder: Path, slices: slice) -> dict[str, Path]:
     """The sample's slices ``slices`` (z range) written on a rotated, anisotropic grid: image and label map
     files by name ("image", "labels")."""

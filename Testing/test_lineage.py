@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import free_port, liver_crop, LIVER, SPLEEN
+from conftest import free_port, liver_crop, LIVER, run_cli, SPLEEN
 
 from medadapt.artifacts import load_adapter
 from medadapt.backends.checkpoints import sha256_of
@@ -22,12 +22,6 @@ from medadapt.lineage.model import load_base, load_lineage_model
 from medadapt.lineage.selection import most_similar, pretraining_losses
 from medadapt.methods.lora import add_lora
 from medadapt.methods.training import train
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +45,7 @@ def test_a_lineage_records_each_stage_and_its_history(lineage, capsys):
     assert record["delta_sha256"] == sha256_of(lineage / DELTA)
     for task in record["tasks"]:
         assert task["retention_sha256"] == sha256_of(lineage / "retention" / f"task-{task['stage']:02d}.safetensors")
-    code, out, _ = run(capsys, "lineage", "show", lineage)
+    code, out, _ = run_cli(capsys, "lineage", "show", lineage)
     assert code == 0 and "2 | spleen | CT | 1 | 3 | 2 |" in out
 
 
@@ -93,10 +87,10 @@ def test_a_tampered_lineage_is_refused_with_exit_code_2(lineage, tmp_path, capsy
     data = bytearray((copy / target).read_bytes())
     data[-1] ^= 0xFF
     (copy / target).write_bytes(bytes(data))
-    code, _, err = run(capsys, "lineage", "show", copy)
+    code, _, err = run_cli(capsys, "lineage", "show", copy)
     assert code == 2 and f"{target.split('/')[-1]}: checksum does not match lineage.json" in err
     image, labels = small_case
-    code, _, err = run(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "out.nii.gz",
+    code, _, err = run_cli(capsys, "adapt", image, "--exemplars", labels, "-o", tmp_path / "out.nii.gz",
                        "--base-model", copy, "--method", "zero-shot", "--quiet")
     assert code == 2 and "checksum does not match" in err
     assert not (tmp_path / "out.nii.gz").exists()
@@ -106,7 +100,7 @@ def test_adapt_starts_from_the_lineage_model_and_its_adapter_keeps_it(lineage, t
     image, liver = liver_crop(sample, slice(10, 20))
     write_volume(image, tmp_path / "crop.nii.gz")
     write_volume(liver, tmp_path / "liver.nii.gz")
-    code, _, err = run(capsys, "adapt", tmp_path / "crop.nii.gz", "--exemplars", tmp_path / "liver.nii.gz",
+    code, _, err = run_cli(capsys, "adapt", tmp_path / "crop.nii.gz", "--exemplars", tmp_path / "liver.nii.gz",
                        "--slices", "2,7", "-o", tmp_path / "out.nii.gz", "--method", "zero-shot",
                        "--base-model", lineage, "--save-model", tmp_path / "model", "--device", "cpu", "--quiet")
     assert code == 0, err
@@ -121,15 +115,15 @@ def test_adapt_starts_from_the_lineage_model_and_its_adapter_keeps_it(lineage, t
 
 
 def test_bad_lineage_options_exit_2(capsys, tmp_path, lineage, sample_image_path, sample_labels_path):
-    code, _, err = run(capsys, "lineage", "create", lineage)
+    code, _, err = run_cli(capsys, "lineage", "create", lineage)
     assert code == 2 and "already exists" in err
-    code, _, err = run(capsys, "lineage", "add", lineage, "--image", sample_image_path, "--labels",
+    code, _, err = run_cli(capsys, "lineage", "add", lineage, "--image", sample_image_path, "--labels",
                        sample_labels_path, "--label", LIVER, "--name", "liver", "--quiet")
     assert code == 2 and "already has a task of that name" in err
-    code, _, err = run(capsys, "lineage", "add", tmp_path, "--image", sample_image_path, "--labels",
+    code, _, err = run_cli(capsys, "lineage", "add", tmp_path, "--image", sample_image_path, "--labels",
                        sample_labels_path, "--label", LIVER, "--name", "x")
     assert code == 2 and "not a MedAdapt lineage" in err
-    code, _, err = run(capsys, "lineage", "create", tmp_path / "new", "--retain", "0")
+    code, _, err = run_cli(capsys, "lineage", "create", tmp_path / "new", "--retain", "0")
     assert code == 2 and "--retain: Input should be greater than or equal to 1" in err
 
 

@@ -10,9 +10,10 @@ import SimpleITK as sitk
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import free_port, LIVER, oblique_crop_files, organs_entry_folder, SPLEEN
+from conftest import free_port, LIVER, oblique_crop_files, organs_entry_folder, run_cli, SPLEEN
 
 from medadapt.cli.main import main
+from medadapt.evaluation.metrics import mask_dice
 from medadapt.errors import InputError
 from medadapt.universal.collection import read_collection
 from medadapt.universal.folder import WEIGHTS, read_universal
@@ -22,16 +23,6 @@ from medadapt.universal.priors import NetworkShape, shape_for
 from medadapt.universal.slices import EncodedVolume, encode_entry
 from medadapt.universal.train import TrainSettings, draw_batch, labelled_pairs, train_network
 from medadapt.universal.volumes import PATCH, PatchVolume
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +62,10 @@ def test_partial_labels_teach_only_the_labelled_tasks(collection, litemedsam):
 
 
 def test_train_then_predict_chosen_tasks_prompt_free(model_folder, crop, tmp_path, capsys):
-    code, out, _ = run(capsys, "universal", "show", model_folder)
+    code, out, _ = run_cli(capsys, "universal", "show", model_folder)
     assert code == 0 and "liver | 5 | CT | yes" in out and "spleen | 1 | CT | yes" in out
     both = tmp_path / "both.nii.gz"
-    code, out, err = run(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "liver,spleen",
+    code, out, err = run_cli(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "liver,spleen",
                          "-o", both, "--device", "cpu", "--quiet")
     assert code == 0, err
     image, predicted = sitk.ReadImage(str(crop["image"])), sitk.ReadImage(str(both))
@@ -84,9 +75,9 @@ def test_train_then_predict_chosen_tasks_prompt_free(model_folder, crop, tmp_pat
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(crop["labels"])))
     array = sitk.GetArrayFromImage(predicted)
     assert set(np.unique(array)) <= {0, LIVER, SPLEEN}
-    assert dice(array == LIVER, labels == LIVER) > 0.8
+    assert mask_dice(array == LIVER, labels == LIVER) > 0.8
     only_liver = tmp_path / "liver.nii.gz"
-    assert run(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "liver", "-o", only_liver,
+    assert run_cli(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "liver", "-o", only_liver,
                "--device", "cpu", "--quiet")[0] == 0
     liver = sitk.GetArrayFromImage(sitk.ReadImage(str(only_liver)))
     assert set(np.unique(liver)) <= {0, LIVER}
@@ -94,15 +85,15 @@ def test_train_then_predict_chosen_tasks_prompt_free(model_folder, crop, tmp_pat
 
 
 def test_unknown_task_and_bad_collection_are_refused(model_folder, crop, tmp_path, capsys):
-    code, _, err = run(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "kidney",
+    code, _, err = run_cli(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "kidney",
                        "-o", tmp_path / "x.nii.gz", "--device", "cpu")
     assert code == 2 and "kidney" in err and "liver" in err
     bad = tmp_path / "bad.csv"
     bad.write_text(f"image,labels,tasks,modality\n{crop['image']},{crop['labels']},liver=77,CT\n")
-    code, _, err = run(capsys, "universal", "train", bad, "-o", tmp_path / "m", "--device", "cpu")
+    code, _, err = run_cli(capsys, "universal", "train", bad, "-o", tmp_path / "m", "--device", "cpu")
     assert code == 2 and "liver=77" in err and "no voxel" in err
     bad.write_text(f"image,labels,tasks\n{crop['image']},{crop['labels']},liver=5\n")
-    code, _, err = run(capsys, "universal", "train", bad, "-o", tmp_path / "m", "--device", "cpu")
+    code, _, err = run_cli(capsys, "universal", "train", bad, "-o", tmp_path / "m", "--device", "cpu")
     assert code == 2 and "row 2" in err and "modality" in err
     assert not (tmp_path / "m").exists()
 
@@ -114,7 +105,7 @@ def test_tampered_model_is_refused(model_folder, crop, tmp_path, capsys):
     weights = bytearray((copy / WEIGHTS).read_bytes())
     weights[-1] ^= 0xFF
     (copy / WEIGHTS).write_bytes(bytes(weights))
-    code, _, err = run(capsys, "predict", crop["image"], "--model", copy, "-o", tmp_path / "x.nii.gz",
+    code, _, err = run_cli(capsys, "predict", crop["image"], "--model", copy, "-o", tmp_path / "x.nii.gz",
                        "--device", "cpu")
     assert code == 2 and "checksum" in err and WEIGHTS in err
     assert not (tmp_path / "x.nii.gz").exists()
@@ -123,7 +114,7 @@ def test_tampered_model_is_refused(model_folder, crop, tmp_path, capsys):
 def test_adding_a_task_leaves_the_earlier_tasks_unchanged(model_folder, crop, tmp_path, capsys):
     new = organs_entry_folder(crop, tmp_path, "CTA")
     grown = tmp_path / "grown"
-    code, out, err = run(capsys, "universal", "add", new, "--model", model_folder, "-o", grown, "--check",
+    code, out, err = run_cli(capsys, "universal", "add", new, "--model", model_folder, "-o", grown, "--check",
                          _check_csv(crop, tmp_path), "--iterations", "5", "--device", "cpu", "--quiet")
     assert code == 0, err
     before, after = read_universal(model_folder), read_universal(grown)

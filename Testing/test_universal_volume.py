@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import (ANISOTROPIC_SPACING, LIVER, OBLIQUE_DIRECTION, oblique_crop_files,
-                      organs_entry_folder, SPLEEN)
+from conftest import (ANISOTROPIC_SPACING, LIVER, OBLIQUE_DIRECTION, oblique_crop_files, organs_entry_folder,
+                      run_cli, SPLEEN)
 
 from medadapt.cli import universal as universal_cli
 from medadapt.cli.main import main
+from medadapt.evaluation.metrics import mask_dice
 from medadapt.io.volume import Geometry, Volume
 from medadapt.errors import InputError
 from medadapt.universal.folder import new_record, read_universal, TaskRecord, UniversalModel, write_universal
@@ -21,16 +22,6 @@ from medadapt.universal.network3d import VolumeUniversalNetwork
 from medadapt.universal.priors import BACKBONES, shape_for
 from medadapt.universal.train import draw_batch
 from medadapt.universal.volumes import MAX_SIDE, PATCH, PatchVolume, prepare_volume, working_grid
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
 
 
 def corners(geometry: Geometry) -> np.ndarray:
@@ -92,13 +83,13 @@ def model_folder(crop, tmp_path_factory):
 
 
 def test_volume_model_trains_and_segments_prompt_free_on_the_image_grid(model_folder, crop, tmp_path, capsys):
-    code, out, _ = run(capsys, "universal", "show", model_folder)
+    code, out, _ = run_cli(capsys, "universal", "show", model_folder)
     assert code == 0 and "volume backbone" in out and "liver | 5 | CT | yes" in out
     model = read_universal(model_folder)
     assert isinstance(model.network, VolumeUniversalNetwork) and model.record.base_model == "none"
     assert model.record.settings["batch_size"] == 2, "the volume backbone's own default"
     output = tmp_path / "both.nii.gz"
-    code, out, err = run(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "liver,spleen",
+    code, out, err = run_cli(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "liver,spleen",
                          "-o", output, "--device", "cpu", "--quiet")
     assert code == 0, err
     image, predicted = sitk.ReadImage(str(crop["image"])), sitk.ReadImage(str(output))
@@ -109,16 +100,16 @@ def test_volume_model_trains_and_segments_prompt_free_on_the_image_grid(model_fo
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(crop["labels"])))
     array = sitk.GetArrayFromImage(predicted)
     assert set(np.unique(array)) <= {0, LIVER, SPLEEN}
-    assert dice(array == LIVER, labels == LIVER) > 0.7
+    assert mask_dice(array == LIVER, labels == LIVER) > 0.7
 
 
 def test_volume_backbone_refuses_options_it_does_not_use_and_an_unknown_backbone(crop, tmp_path, capsys):
     collection = tmp_path / "c.csv"
     collection.write_text(f"image,labels,tasks,modality\n{crop['image']},{crop['labels']},liver={LIVER},CT\n")
-    code, _, err = run(capsys, "universal", "train", collection, "-o", tmp_path / "m", "--backbone", "volume",
+    code, _, err = run_cli(capsys, "universal", "train", collection, "-o", tmp_path / "m", "--backbone", "volume",
                        "--base-model", "litemedsam", "--device", "cpu")
     assert code == 2 and "--base-model" in err and "volume backbone" in err
-    code, _, err = run(capsys, "universal", "train", collection, "-o", tmp_path / "m", "--backbone", "volume",
+    code, _, err = run_cli(capsys, "universal", "train", collection, "-o", tmp_path / "m", "--backbone", "volume",
                        "--max-slices", "8", "--device", "cpu")
     assert code == 2 and "--max-slices" in err and "3D patches" in err
     assert universal_cli.BACKBONES == BACKBONES, "the command line offers every backbone the network has"
@@ -131,7 +122,7 @@ def test_volume_backbone_refuses_options_it_does_not_use_and_an_unknown_backbone
 def test_adding_a_task_to_a_volume_model_leaves_the_earlier_tasks_unchanged(model_folder, crop, tmp_path, capsys):
     new = organs_entry_folder(crop, tmp_path, "CT")
     grown = tmp_path / "grown"
-    code, _, err = run(capsys, "universal", "add", new, "--model", model_folder, "-o", grown, "--iterations", "3",
+    code, _, err = run_cli(capsys, "universal", "add", new, "--model", model_folder, "-o", grown, "--iterations", "3",
                        "--device", "cpu", "--quiet")
     assert code == 0, err
     before, after = read_universal(model_folder), read_universal(grown)
