@@ -35,7 +35,7 @@ from .jobs import Job, ThreadRunner
 from .parameters import Parameters
 from .remote_client import RemoteClient, RemoteError
 
-METHODS = ("lora", "zero-shot", "fill", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
+METHODS = ("lora", "zero-shot", "fill", "grow", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
 """The core's methods (``medadapt.methods.registry``; a test keeps the lists equal), offered without the core."""
 KEPT_ADAPTER_METHODS = ("lora", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
 """Methods whose trained model the server keeps (Local mode's savable ones): Apply and Save adapter use it."""
@@ -312,7 +312,7 @@ class RemoteLogic:
             array, record = self.run(snapshot, request, labels, progress, cancel)
             dice = {int(k): float(v) for k, v in (record.get("facts") or {}).get("validation_dice", {}).items()}
             model = (RemoteModel(record.get("adapter") if keep else None, method, dice)
-                     if method != "fill" else None)
+                     if method not in ("fill", "grow") else None)
             return array, model
         return self.runner.start(work, on_progress, self._finish(snapshot, volume_node, segmentation_node, segment_id,
                                                                  on_done, keep_model=True))

@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt = commands.add_parser("adapt", help="adapt to painted exemplar slices and segment the volume")
     _add_common(adapt)
     adapt.add_argument("--exemplars", required=True, help="label map on the image grid with a few painted slices")
-    adapt.add_argument("--method", default="lora", help="lora (default), zero-shot, fill, or the prompt-free "
-                       "FSEFT heads linear-probe, spatial-adapter, spatial-adapter-ti (README: Prompt-free FSEFT heads)")
+    adapt.add_argument("--method", default="lora", help="lora (default), zero-shot, fill, grow (Slicer's Grow "
+                       "from seeds; needs slicer-core), or the prompt-free FSEFT heads linear-probe, spatial-adapter, "
+                       "spatial-adapter-ti (README: Prompt-free FSEFT heads)")
     adapt.add_argument("--slices", help="use only these slices of --exemplars, e.g. 3,10,17")
     adapt.add_argument("--axis", help="slice axis x, y or z (default: the axis the painting lies on)")
     adapt.add_argument("--labels", help="adapt only these label values, e.g. 1,3 (default: all painted)")

@@ -30,7 +30,7 @@ class Method:
     """``--save-model`` / Save adapter can write it (for ``zero-shot``: the base model's name and hash, and an
     atlas when asked for, no weights)."""
     uses_model: bool
-    """Runs the foundation model (Fill does not)."""
+    """Runs the foundation model (Fill and Grow from seeds do not)."""
     adapt_function: str
     """``module:function`` taking an :class:`AdaptRun` and returning an :class:`AdaptResult`."""
     trains_backend: bool = False
@@ -44,7 +44,7 @@ class Method:
 
     @property
     def trained(self) -> bool:
-        """Adapting trains something (``zero-shot`` and ``fill`` do not)."""
+        """Adapting trains something (``zero-shot``, ``fill`` and ``grow`` do not)."""
         return self.trains != "nothing"
 
     def adapt(self, run: "AdaptRun") -> "AdaptResult":
@@ -60,6 +60,8 @@ METHODS: dict[str, Method] = {method.name: method for method in (
            "medadapt.methods.propagated:adapt_zero_shot"),
     Method("fill", "Slicer's Fill between slices (morphological contour interpolation)", "nothing", False, False,
            "medadapt.methods.fill:adapt_fill"),
+    Method("grow", "Slicer's Grow from seeds (grow-cut from the painted slices; needs slicer-core)", "nothing",
+           False, False, "medadapt.methods.grow:adapt_grow"),
     Method("linear-probe", "FSEFT: a linear head on frozen features", "a linear head per structure", True, True,
            "medadapt.methods.head_methods:adapt_with_heads", head_kind="linear-probe"),
     Method("spatial-adapter", "FSEFT: a small convolutional adapter head on frozen features",
