@@ -45,6 +45,12 @@ def cases() -> dict[str, tuple[str, str, int]]:
     return table
 
 
+LESION_CASES = {f"mr_lesions/{name}": (f"mr_lesions/{name}_image.nrrd", f"mr_lesions/{name}_label.nrrd", 1)
+                for name in ("brain2", "breast1")}
+"""MR lesions on three slices each (pyradiomics test data): only k = 1 leaves a slice to score; outside
+:func:`cases` so the recorded 20-case means stay comparable (``grow_fill.py`` and ``--cases`` name them)."""
+
+
 OTHER_CASES = {"mr_abdomen_ts/kidney_right": ("mr_abdomen_ts/image.nii.gz", "mr_abdomen_ts/labels.nii.gz", 2)}
 """Cases outside the few-shot set (``--all`` and the tables leave them out): the MR abdomen's right kidney, another
 subject's (and modality's) kidney for the lineage benchmark's forward transfer."""
@@ -52,7 +58,7 @@ subject's (and modality's) kidney for the lineage benchmark's forward transfer."
 
 def all_cases() -> dict[str, tuple[str, str, int]]:
     """:func:`cases` and :data:`OTHER_CASES`: every case name -> (image, labels, label value)."""
-    return {**cases(), **OTHER_CASES}
+    return {**cases(), **OTHER_CASES, **LESION_CASES}
 
 
 def bin_centre_slices(mask: np.ndarray, k: int) -> list[int]:

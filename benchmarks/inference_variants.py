@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fewshot import DATA, bin_centre_slices, cases  # noqa: E402
+from fewshot import DATA, all_cases, bin_centre_slices, cases  # noqa: E402
 
 VARIANTS = {
     "baseline": {"stop": {"reach": None, "taper_growth": None}},
@@ -63,7 +63,7 @@ def painted_case(case: str, k: int, placement: str):
     from medadapt.io.exemplars import find_exemplars
     from medadapt.io.volume import read_volume
 
-    image_path, label_path, label = cases()[case]
+    image_path, label_path, label = all_cases()[case]
     image = read_volume(DATA / image_path)
     reference = read_volume(DATA / label_path, label=True)
     target = (reference.array == label).astype(np.int16)
@@ -163,8 +163,63 @@ def fuse(probability: np.ndarray, painted: np.ndarray, gaps, spacing_rc) -> np.n
     return out
 
 
+DEFAULT_VARIANT = "grow1.1"
+"""The variant that is today's default (with ``warp`` between painted slices)."""
+
+
+def grow_candidates(image, target: np.ndarray, slices: list[int], model, exemplars, default: np.ndarray,
+                    fill: np.ndarray | None) -> dict:
+    """Issue 30's "grow-cut as a candidate": Dice on the hidden slices of the default (``default``: its
+    probability, slice axis first), Fill, Grow from seeds (the effect's crop, and the whole volume), and grow-cut
+    seeded by the default's confident interior and exterior (:func:`model_seed_labels`); at k >= 2 each painted
+    slice is hidden in turn and predicted by each candidate from the others (the default: registration between
+    two others, its walk beyond the outer ones; Fill: 0 beyond them), and the candidate with the best mean held-out
+    Dice is chosen (the default on a tie). At k = 1 the rule is the seeded grow-cut."""
+    from medadapt.config import AdaptConfig
+    from medadapt.evaluation.metrics import hidden_slices_only, mask_dice
+    from medadapt.io.exemplars import find_exemplars
+    from medadapt.slices.grow import grow_cut, grow_from_seeds, model_seed_labels
+    from medadapt.slices.leave_one_out import GAP_FILLERS, fill_held_slice, leave_one_out
+
+    truth = hidden_slices_only(target > 0, 0, slices)
+    score = lambda mask: round(mask_dice(hidden_slices_only(mask, 0, slices), truth), 4)  # noqa: E731
+    painted = np.zeros(target.shape, np.int16)
+    painted[slices] = target[slices]
+
+    def grown(others, ratio):
+        ex = find_exemplars(image, image.with_array(painted), axis=0, slices=others)
+        return grow_from_seeds(image.array, ex, ratio) == 1
+
+    masks = {"medadapt": default > 0.5, "fill": fill > 0 if fill is not None else painted > 0,
+             "grow": grown(slices, 0.2), "grow_full": grown(slices, None)}
+    spacing_zyx = tuple(reversed(image.geometry.spacing))
+    masks["seeded"] = grow_cut(image.array, model_seed_labels(default, painted, slices), spacing_zyx, ratio=None) == 1
+    out = {name: score(mask) for name, mask in masks.items()}
+    if len(slices) < 2:
+        out["chosen"] = "seeded"
+        out["chosen_dice"] = out["seeded"]
+        return out
+    seeds = {s: target[s] > 0 for s in slices}
+    checks = leave_one_out(model, {1: seeds}, AdaptConfig().stop, {1: GAP_FILLERS})
+    loo = {name: {} for name in ("medadapt", "fill", "grow", "grow_full")}
+    for held in slices:
+        others = [s for s in slices if s != held]
+        inner = min(others) < held < max(others)
+        loo["medadapt"][held] = checks.warp[1][held] if inner else checks.model[1][held]
+        loo["fill"][held] = mask_dice(fill_held_slice({s: seeds[s] for s in others}, held), seeds[held]) \
+            if inner else 0.0
+        loo["grow"][held] = mask_dice(grown(others, 0.2)[held], seeds[held])
+        loo["grow_full"][held] = mask_dice(grown(others, None)[held], seeds[held])
+    means = {name: round(float(np.mean(list(v.values()))), 4) for name, v in loo.items()}
+    order = list(means)
+    out["loo"] = means
+    out["chosen"] = max(order, key=lambda name: (means[name], -order.index(name)))
+    out["chosen_dice"] = out[out["chosen"]]
+    return out
+
+
 def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[str], train_k: int,
-             betweens: tuple[str, ...] = BETWEEN) -> dict:
+             betweens: tuple[str, ...] = BETWEEN, candidates: bool = False) -> dict:
     """Dice on the hidden slices of every variant x between-choice for one case painted on k slices at
     ``placement``, segmented by the model adapted on ``train_k`` bin-centre slices (the variants compare
     inference rules; a model adapted on other slices of the same structure is a shared, slightly optimistic
@@ -226,8 +281,12 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
                 p = envelope(probability, fill > 0, all_gaps, spacing_rc)
             labels = assign_labels({1: p}, exemplars, AdaptConfig())
             scores[between] = round(mask_dice(hidden_slices_only(labels > 0, 0, slices), truth), 4)
+            if name == DEFAULT_VARIANT and between == "warp":
+                default = p
         scores["seconds"] = round(time.monotonic() - started, 1)
         row[name] = scores
+    if candidates:
+        row["candidates"] = grow_candidates(image, target, slices, model, exemplars, default, fill)
     row["gap_filler"] = fillers.get(1, "model")
     row["short_gaps"] = len(short_gaps)
     if len(embeddings) > known:
@@ -276,6 +335,9 @@ def main() -> None:
     parser.add_argument("--between", default="auto", choices=BETWEEN, help="which between-choice --table shows")
     parser.add_argument("--score", nargs="+", default=list(BETWEEN), choices=BETWEEN,
                         help="the between-choices each variant is scored with (registration is slow on large structures)")
+    parser.add_argument("--candidates", action="store_true",
+                        help="also score issue 30's candidates (Fill, Grow from seeds, seeded grow-cut) and their "
+                             "leave-one-out choice against the default (needs variant grow1.1 and score warp)")
     args = parser.parse_args()
     if args.table:
         table(args.table, args.between)
@@ -285,7 +347,8 @@ def main() -> None:
     for case in args.cases or list(cases()):
         for placement in args.placement:
             for k in args.k:
-                row = run_case(case, k, placement, args.cache, args.variants, args.train_k, tuple(args.score))
+                row = run_case(case, k, placement, args.cache, args.variants, args.train_k, tuple(args.score),
+                               args.candidates)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 with args.out.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")

@@ -41,9 +41,12 @@ def _filter_class():
                          f"pip install {SLICER_CORE} ({error})") from error
 
 
-def seed_crop(seeds: np.ndarray, ratio: float = EXTENT_GROWTH_RATIO) -> tuple[slice, ...]:
+def seed_crop(seeds: np.ndarray, ratio: float | None = EXTENT_GROWTH_RATIO) -> tuple[slice, ...]:
     """Index box (z, y, x) the effect segments: the bounding box of the non-zero ``seeds`` grown on each side by
-    ``int(max(3, ratio * (last - first)))`` voxels along that axis, within the array."""
+    ``int(max(3, ratio * (last - first)))`` voxels along that axis, within the array; the whole array for
+    ``ratio`` ``None``."""
+    if ratio is None:
+        return tuple(slice(0, n) for n in seeds.shape)
     box = []
     for axis in range(seeds.ndim):
         present = np.flatnonzero(seeds.any(axis=tuple(a for a in range(seeds.ndim) if a != axis)))
@@ -54,7 +57,7 @@ def seed_crop(seeds: np.ndarray, ratio: float = EXTENT_GROWTH_RATIO) -> tuple[sl
 
 
 def grow_cut(intensity: np.ndarray, seeds: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0), distance_penalty: float = 0.0,
-             ratio: float = EXTENT_GROWTH_RATIO) -> np.ndarray:
+             ratio: float | None = EXTENT_GROWTH_RATIO) -> np.ndarray:
     """Labels (z, y, x) grown from ``seeds`` (0 unlabelled, one positive value per region) over ``intensity``
     by ``vtkImageGrowCutSegment``, on the crop of :func:`seed_crop`; outside it the seeds are returned as they
     are. Index space: the arrays' own grid (spacing only matters for a distance penalty)."""
@@ -100,11 +103,35 @@ def exemplar_seed_labels(exemplars: Exemplars) -> tuple[np.ndarray, int]:
     return seeds, background
 
 
-def grow_from_seeds(intensity: np.ndarray, exemplars: Exemplars) -> np.ndarray:
+def grow_from_seeds(intensity: np.ndarray, exemplars: Exemplars, ratio: float | None = EXTENT_GROWTH_RATIO
+                    ) -> np.ndarray:
     """Labelmap (image grid) of Slicer's Grow from seeds from the painted slices (:func:`exemplar_seed_labels`):
-    every label its painted voxels, the background the rest of each painted slice."""
+    every label its painted voxels, the background the rest of each painted slice (``ratio``: the effect's
+    ``extentGrowthRatio``; ``None`` grows over the whole volume)."""
     seeds, background = exemplar_seed_labels(exemplars)
     spacing_zyx = tuple(reversed(exemplars.labelmap.geometry.spacing))
-    grown = grow_cut(intensity, seeds, spacing_zyx)
+    grown = grow_cut(intensity, seeds, spacing_zyx, ratio=ratio)
     grown[grown == background] = 0
     return grown.astype(np.int32)
+
+
+def model_seed_labels(probability: np.ndarray, painted: np.ndarray, painted_slices: list[int]) -> np.ndarray:
+    """Seeds (slice axis first; 1 structure, 2 background) for grow-cut from a model's probability and one
+    label's painting: the painted slices as painted (structure / the rest of the slice); on each other slice the
+    model segments, the confident interior of its mask (inside by at least half the equivalent radius
+    ``sqrt(area / pi)``) as structure and what lies that far outside it as background. Grow-cut then places the
+    boundary in the band between, and beyond the model's last slice, by the image's edges."""
+    from scipy import ndimage
+
+    seeds = np.zeros(probability.shape, np.int16)
+    for s in range(probability.shape[0]):
+        if s in painted_slices:
+            seeds[s] = np.where(painted[s] > 0, 1, 2)
+            continue
+        mask = probability[s] > 0.5
+        if not mask.any():
+            continue
+        band = max(1.0, 0.5 * np.sqrt(np.count_nonzero(mask) / np.pi))
+        seeds[s][ndimage.distance_transform_edt(mask) >= band] = 1
+        seeds[s][ndimage.distance_transform_edt(~mask) >= band] = 2
+    return seeds
