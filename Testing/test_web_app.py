@@ -180,7 +180,10 @@ def test_an_uploaded_file_replaces_the_volume_and_a_bad_one_is_reported():
     assert app.session.volume_node is not first and first.GetScene() is None
     assert len(list(app.slicer_app.scene.GetNodesByClass("vtkMRMLSegmentationNode"))) == 1
     asyncio.run(app._on_upload([{"name": "notes.txt", "size": 5, "type": "text/plain", "content": b"hello"}]))
-    assert "could not load notes.txt" in app.state.ma_error and app.state.ma_phase == "empty"
+    assert app.state.ma_error.startswith("upload refused: notes.txt: not an image file")
+    assert app.session.volume_node.GetScene() is not None and app.state.ma_phase == "ready"  # nothing was loaded
+    asyncio.run(app._on_upload([{"name": "notes.nii.gz", "size": 5, "type": "text/plain", "content": b"hello"}]))
+    assert "could not load notes.nii.gz" in app.state.ma_error and app.state.ma_phase == "empty"
     app.adapt()
     assert "load a volume first" in app.state.ma_error
 
@@ -227,15 +230,21 @@ def test_the_command_checks_its_options_before_starting(tmp_path, capsys, monkey
     from medadapt.cli import web
     from medadapt.cli.main import build_parser, main
 
+    monkeypatch.delenv("MEDADAPT_TOKEN", raising=False)
     assert main(["web", "--data", str(tmp_path / "missing.nii.gz")]) == 2
     assert "--data" in capsys.readouterr().err
     (tmp_path / "token").write_text("alice alice-token-0123456789abcdef\n")
-    assert main(["web", "--token-file", str(tmp_path / "token")]) == 2
-    assert "only with --server" in capsys.readouterr().err
+    assert main(["web", "--server-token-file", str(tmp_path / "token")]) == 2
+    assert "--server-token-file: only with --server" in capsys.readouterr().err
     assert main(["web", "--method", "magic"]) == 2
+    assert main(["web", "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb: expected at least 1, got 0" in capsys.readouterr().err
     parser = build_parser()
-    args = parser.parse_args(["web", "--server", "http://127.0.0.1:1", "--token-file", str(tmp_path / "token")])
-    assert web.token_of(args) == "alice-token-0123456789abcdef"
+    args = parser.parse_args(["web", "--server", "http://127.0.0.1:1", "--server-token-file",
+                              str(tmp_path / "token")])
+    assert web.server_token_of(args) == "alice-token-0123456789abcdef"
+    assert web.login_tokens(parser.parse_args(["web", "--token-file", str(tmp_path / "token")])) == {
+        "alice-token-0123456789abcdef": "alice"}
     assert web.data_of(parser.parse_args(["web"])).name == "ct_abdomen_image.nii.gz"
     assert web.data_of(parser.parse_args(["web", "--data", "none"])) is None
     monkeypatch.setenv("MEDADAPT_SLICER_LIB", str(tmp_path))

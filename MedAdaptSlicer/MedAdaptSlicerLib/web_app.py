@@ -10,14 +10,20 @@ or a ``medadapt serve`` server (:class:`remote.RemoteLogic`, the Slicer module's
 Rendering: every view is a VTK render window rendered off screen on the server (VTK picks EGL, or OSMesa, when
 there is no display) and streamed to the page as JPEG images by trame-rca; the page sends mouse and keyboard
 events back, which reach the views' interactors, so painting runs the real segment editor effect on the server.
+
+Access (:class:`PageAccess`): a login through wslink's hello handshake, websockets only from the page's own
+origin, and one session at a time; uploads are written under names this server makes (:func:`write_uploads`).
+
 This module imports trame; the rest of the library does not (it is not part of the Slicer extension build).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import importlib
 import logging
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -28,7 +34,9 @@ try:
 except ImportError:
     pass
 
+from aiohttp import web
 from trame.app import TrameApp
+from trame.app.file_upload import ClientFile
 from trame.widgets import html
 from trame.widgets.vuetify3 import (VAlert, VBtn, VCard, VCardText, VCardTitle, VDivider, VProgressLinear, VSelect,
                                     VTextField)
@@ -42,12 +50,13 @@ from trame_slicer.app.ui.segmentation import PaintEffectState
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.segmentation import BrushDiameterMode
-from trame_slicer.utils import write_client_files_to_dir
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from vtkmodules.vtkCommonCore import vtkCommand
 from vtkmodules.vtkRenderingCore import vtkRenderWindow
+from wslink.websocket import LinkProtocol
 
 from medadapt.errors import InputError
+from medadapt.server.settings import is_loopback
 
 from .parameters import Parameters
 from .web_session import WebSession
@@ -63,6 +72,181 @@ paints only the slice shown)."""
 POLL_S = 0.2
 
 log = logging.getLogger(__name__)
+
+UPLOAD_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".dcm")
+"""The uploads accepted, by the end of the client's file name (single-file formats: a written file keeps no
+link to another file's name)."""
+ENTRY_PATHS = ("/", "/index.html")
+"""The page's entry: where a browser arrives, with the secret in the URL or to be asked for it."""
+RELOAD_S = 2.0
+"""How long the page's entry waits for an open session to close (a reloaded page's closes as the new one
+loads) before refusing it."""
+SINGLE_USER = ("medadapt web is single-user and a session is open (another tab or user): close it first (a "
+               "dropped connection ends within about a minute)")
+SECURITY_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+                    "Referrer-Policy": "no-referrer"}
+"""On every HTTP answer: no other site may frame the page, and the secret in its URL is never sent as a
+Referer."""
+LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>MedAdapt login</title></head>
+<body style="font-family: sans-serif; max-width: 26em; margin: 4em auto">
+<h2>MedAdapt</h2><p>This page needs one of the login tokens that <code>medadapt web</code> was started with.</p>
+<p style="color: #b00020">{message}</p>
+<form action="./" method="get"><input type="password" name="secret" placeholder="token" autofocus required>
+<button type="submit">Log in</button></form></body></html>"""
+
+
+class PageAccess(LinkProtocol):
+    """Who may use the page, enforced on the websocket that carries everything but the static files.
+
+    - **Login**: wslink's hello handshake, the first message of every websocket, carries a ``secret``; it must
+      be one of ``tokens`` (token -> name: the ``--token-file`` / ``MEDADAPT_TOKEN`` login tokens, compared in
+      constant time), else wslink answers "Authentication failed" and serves nothing to that websocket. trame's
+      page reads the secret from its URL (``/?secret=TOKEN``, removed from the address bar once read); the
+      page's entry without a valid one shows a form asking for it. Without login tokens the only secret is a
+      random one made at start, which the entry hands to the page (there, requests must name this computer:
+      see :meth:`refusal`).
+    - **Origin**: a websocket whose ``Origin`` is not the page's own (``http(s)://`` and the request's Host) is
+      refused before the upgrade (403), so another web site open in the user's browser cannot connect.
+    - **One session**: while an authenticated session is open, other websockets are refused (409), a second
+      hello fails, and the page's entry says so (409): the app has one scene, which two tabs would share."""
+
+    def __init__(self, tokens: dict[str, str]):
+        super().__init__()
+        self.login = bool(tokens)
+        self.secret = "" if tokens else secrets.token_urlsafe(32)
+        self.tokens = dict(tokens) if tokens else {self.secret: "local"}
+        self.session: str | None = None
+        """The wslink client id of the open session."""
+
+    def protect(self, server) -> None:
+        """Guard the trame ``server`` (before it starts): the hello check, the HTTP middleware, the headers."""
+        server.add_protocol_to_configure(lambda protocol: protocol.registerLinkProtocol(self))
+        server.controller.on_server_bind.add(lambda web_server: web_server.app.middlewares.append(self.guard))
+        for name, value in SECURITY_HEADERS.items():
+            server.http_headers.set_header(name, value)
+
+    def name_of(self, secret) -> str | None:
+        """The name of the login token ``secret`` is, else ``None``."""
+        given = secret.encode() if isinstance(secret, str) else b""
+        matches = [name for token, name in self.tokens.items() if hmac.compare_digest(token.encode(), given)]
+        return matches[0] if matches else None
+
+    async def validateToken(self, secret, client_id: str) -> bool:  # noqa: N802 - wslink's hook
+        """wslink's hello: ``secret`` is a login token and no other session is open; the session opens."""
+        name = self.name_of(secret)
+        if name is None:
+            log.warning("medadapt web: login refused: wrong token")
+            return False
+        if self.session not in (None, client_id):
+            log.warning("medadapt web: login refused (%s): another session is open (single-user)", name)
+            return False
+        self.session = client_id
+        print(f"medadapt web: session opened ({name})", flush=True)
+        return True
+
+    def onClose(self, client_id: str) -> None:  # noqa: N802 - wslink's hook
+        if client_id == self.session:
+            self.session = None
+            print("medadapt web: session closed", flush=True)
+
+    def refusal(self, request: web.Request) -> tuple[int, str] | None:
+        """(HTTP status, reason) refusing ``request``, or ``None``: without a login every request must name this
+        computer (so a web site whose name resolves to 127.0.0.1 cannot read the secret the entry hands out); a
+        websocket must come from the page's own origin and find no session open."""
+        host = request.host
+        if not self.login and not is_loopback(request.url.host or ""):
+            return 403, (f"medadapt web without a login answers only to localhost, 127.0.0.1 or ::1, not {host}: "
+                         "start it with --token-file to reach it by another name")
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return None
+        origin = request.headers.get("Origin", "")
+        if origin.lower() not in (f"http://{host}".lower(), f"https://{host}".lower()):
+            return 403, f"websocket refused: Origin {origin or '(none)'} is not this page's (http(s)://{host})"
+        if self.session is not None:
+            return 409, f"websocket refused: {SINGLE_USER}"
+        return None
+
+    async def entry(self, request: web.Request) -> web.StreamResponse | None:
+        """The page's entry: ``None`` (load the page) when its URL holds a valid secret and no session is open
+        (after :data:`RELOAD_S`), else 409 saying so, the login form (403 when the token was wrong) or, without
+        a login, a redirect to the page with this start's secret."""
+        deadline = asyncio.get_running_loop().time() + RELOAD_S
+        while self.session is not None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.session is not None:
+            return web.Response(status=409, text=SINGLE_USER)
+        secret = request.query.get("secret")
+        if self.name_of(secret) is not None:
+            return None
+        if not self.login:
+            raise web.HTTPFound(f"index.html?secret={self.secret}", headers={"Cache-Control": "no-store"})
+        return web.Response(status=200 if secret is None else 403, content_type="text/html",
+                            text=LOGIN_PAGE.format(message="" if secret is None else "Wrong token."))
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler):
+        """Every HTTP request: refused as :meth:`refusal` says; the page's entry as :meth:`entry` says."""
+        refusal = self.refusal(request)
+        if refusal is not None:
+            log.warning("medadapt web: refused %s %s from %s: %s", request.method, request.path, request.remote,
+                        refusal[1])
+            return web.Response(status=refusal[0], text=refusal[1])
+        answer = await self.entry(request) if request.path in ENTRY_PATHS else None
+        return answer if answer is not None else await handler(request)
+
+
+def upload_suffix(name) -> str:
+    """The suffix (lower case) of :data:`UPLOAD_SUFFIXES` that the client's file ``name`` ends with, else
+    :class:`InputError`."""
+    suffix = next((s for s in UPLOAD_SUFFIXES if str(name).lower().endswith(s)), None)
+    if suffix is None:
+        raise InputError(f"{name}: not an image file this page takes (expected a name ending in "
+                         f"{', '.join(UPLOAD_SUFFIXES)})")
+    return suffix
+
+
+def upload_bytes(file) -> int:
+    """The bytes of one uploaded file (a trame file dict; its ``content`` in one piece or a list of pieces)."""
+    content = ClientFile(file).content if isinstance(file, dict) else None
+    return len(content) if isinstance(content, (bytes, bytearray)) else 0
+
+
+def write_uploads(files: list[dict], folder: Path) -> list[Path]:
+    """Write uploaded files (trame file dicts) to ``folder`` as ``upload-<n><suffix>``: names this server makes,
+    the client's names only choosing the suffix (:func:`upload_suffix`); :class:`InputError` before writing
+    anything when a file is refused."""
+    if not files or not all(isinstance(f, dict) for f in files):
+        raise InputError("the upload holds no files")
+    uploads = [(ClientFile(f), upload_suffix(f.get("name"))) for f in files]
+    for file, _ in uploads:
+        if not isinstance(file.content, (bytes, bytearray)):
+            raise InputError(f"{file.name}: the upload holds no content")
+    paths = [folder / f"upload-{number}{suffix}" for number, (_, suffix) in enumerate(uploads)]
+    for path, (file, _) in zip(paths, uploads):
+        path.write_bytes(file.content)
+    return paths
+
+
+class UploadButton(LoadVolumeButton):
+    """trame-slicer's upload button, which keeps the chunks of an upload in memory until the last: here an
+    upload whose files hold more than ``max_bytes`` is dropped as its chunks arrive, and ``on_too_large`` is
+    called at its end."""
+
+    def __init__(self, max_bytes: int, on_too_large, **kwargs):
+        super().__init__(**kwargs)
+        self.max_bytes, self.on_too_large, self.too_large = max_bytes, on_too_large, False
+
+    async def load_chunk(self, files: list[dict]) -> None:
+        """A chunk of files (an empty one ends the upload), as trame-slicer's, within ``max_bytes``."""
+        if files and not self.too_large:
+            self.too_large = sum(map(upload_bytes, [*self.files, *files])) > self.max_bytes
+        if not self.too_large:
+            await super().load_chunk(files)
+            return
+        self.files = []
+        if not files:
+            self.too_large = False
+            self.on_too_large()
 
 
 def software_rendering() -> bool:
@@ -84,11 +268,16 @@ def _methods() -> list[str]:
 
 class MedAdaptWebApp(TrameApp):
     """The page and its server-side state. ``jobs``: see :class:`WebSession` (``None``: the local core);
-    ``mode``: what the page says Adapt runs on; ``device``: the local core's device."""
+    ``mode``: what the page says Adapt runs on; ``device``: the local core's device; ``login_tokens``: see
+    :class:`PageAccess`; ``max_upload_mb``: the most one upload may hold."""
 
     def __init__(self, server=None, jobs=None, segment_name: str = "liver", method: str = "lora",
-                 device: str = "auto", mode: str = "local core"):
+                 device: str = "auto", mode: str = "local core", login_tokens: dict[str, str] | None = None,
+                 max_upload_mb: int = 1024):
         super().__init__(server)
+        self.access = PageAccess(login_tokens or {})
+        self.access.protect(self.server)
+        self.max_upload_mb = max_upload_mb
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
         # each frame rendered and encoded once (the interactive quality is the still one), at most fps a second
@@ -132,10 +321,11 @@ class MedAdaptWebApp(TrameApp):
         with ViewerLayout(self.server, title="MedAdapt", is_drawer_visible=True) as self.layout:
             self.layout.title.set_text("MedAdapt")
             with self.layout.appbar:
-                LoadVolumeButton(name="Open a volume (NIfTI, NRRD, MHA, DICOM files)", load_directory=False,
-                                 icon="mdi-file-upload",
-                                 typed_state=TypedState(self.state, LoadVolumeItemsState, namespace="ma_upload"),
-                                 ).on_load_volume.connect(self._on_upload)
+                UploadButton(max_bytes=self.max_upload_mb * 2**20, on_too_large=self._on_too_large,
+                             name="Open a volume (NIfTI, NRRD, MHA, DICOM files)", load_directory=False,
+                             icon="mdi-file-upload",
+                             typed_state=TypedState(self.state, LoadVolumeItemsState, namespace="ma_upload"),
+                             ).on_load_volume.connect(self._on_upload)
                 html.Span("{{ ma_volume_name }}", classes="text-caption ml-2", id="ma-volume-name")
             with self.layout.drawer:
                 self._build_panel()
@@ -215,17 +405,27 @@ class MedAdaptWebApp(TrameApp):
         self._set_phase("ready", "Paint the structure on a few slices, then Adapt")
 
     async def _on_upload(self, files: list[dict]) -> None:
-        """Load uploaded files (one image file, or the files of a DICOM series)."""
-        with tempfile.TemporaryDirectory(prefix="medadapt-web-upload-") as folder:
-            paths = write_client_files_to_dir(files, folder)
-            with self.state:
-                try:
-                    self.load(paths)
-                except Exception as exc:  # noqa: BLE001 - shown on the page
-                    self.state.ma_error = f"could not load {', '.join(Path(p).name for p in paths)}: {exc}"
-                    if self.session.volume_node is None:
-                        self.state.ma_volume_name = ""
-                        self._set_phase("empty", "Load a volume")
+        """Load uploaded files (one image file, or the files of a DICOM series), written by
+        :func:`write_uploads` to a new temporary folder; the client's file names are only shown."""
+        with tempfile.TemporaryDirectory(prefix="medadapt-web-upload-") as folder, self.state:
+            try:
+                paths = write_uploads(files, Path(folder))
+            except InputError as exc:
+                self.state.ma_error = f"upload refused: {exc}"
+                return
+            names = ", ".join(str(f["name"]) for f in files)
+            try:
+                self.load(paths, name=str(files[0]["name"]))
+            except Exception as exc:  # noqa: BLE001 - shown on the page
+                self.state.ma_error = f"could not load {names}: {exc}"
+                if self.session.volume_node is None:
+                    self.state.ma_volume_name = ""
+                    self._set_phase("empty", "Load a volume")
+
+    def _on_too_large(self) -> None:
+        with self.state:
+            self.state.ma_error = (f"upload refused: the files hold more than {self.max_upload_mb} MB (the most one "
+                                   "upload may hold; medadapt web --max-upload-mb)")
 
     @staticmethod
     def _fit(view) -> None:
@@ -345,8 +545,10 @@ class MedAdaptWebApp(TrameApp):
 
 
 def start(port: int = 8080, host: str = "127.0.0.1", data: str | Path | None = None, server_url: str = "",
-          token: str = "", segment_name: str = "liver", method: str = "lora", device: str = "auto") -> None:
-    """Build the app (local core, or ``server_url`` with ``token``), load ``data`` and serve until stopped."""
+          token: str = "", segment_name: str = "liver", method: str = "lora", device: str = "auto",
+          login_tokens: dict[str, str] | None = None, max_upload_mb: int = 1024) -> None:
+    """Build the app (local core, or ``server_url`` with ``token``), load ``data`` and serve until stopped;
+    ``login_tokens``: see :class:`PageAccess`."""
     import sys
 
     jobs, mode = None, "local core"
@@ -359,9 +561,11 @@ def start(port: int = 8080, host: str = "127.0.0.1", data: str | Path | None = N
         except RemoteError as exc:
             raise InputError(f"--server: {exc}") from exc
         mode = f"server {jobs.client.url}"
-    app = MedAdaptWebApp(jobs=jobs, segment_name=segment_name, method=method, device=device, mode=mode)
+    app = MedAdaptWebApp(jobs=jobs, segment_name=segment_name, method=method, device=device, mode=mode,
+                         login_tokens=login_tokens, max_upload_mb=max_upload_mb)
     if data:
         app.load(data)
-    print(f"medadapt web: http://{host}:{port}/ (Adapt runs on the {mode})", flush=True)
+    login = f"login with one of {len(login_tokens)} token(s)" if login_tokens else "no login: this computer only"
+    print(f"medadapt web: http://{host}:{port}/ ({login}; single-user; Adapt runs on the {mode})", flush=True)
     sys.argv[1:] = []  # trame would parse medadapt's own options (--port, --data, ...) again
     app.server.start(port=port, host=host, open_browser=False, show_connection_info=False, timeout=0)

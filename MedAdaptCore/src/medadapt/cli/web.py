@@ -1,11 +1,16 @@
 """``medadapt web``: the browser UI (README: Browser UI). The app itself is the trame-slicer app
 ``MedAdaptSlicerLib.web_app``, which lives with the Slicer module's library (it drives the same MRML logic), so
 this command finds that library first: the folder in ``MEDADAPT_SLICER_LIB`` (the folder that holds
-``MedAdaptSlicerLib``), else ``MedAdaptSlicer/`` beside ``MedAdaptCore/`` in a source checkout."""
+``MedAdaptSlicerLib``), else ``MedAdaptSlicer/`` beside ``MedAdaptCore/`` in a source checkout.
+
+Single-user: one process holds one scene, and it serves one browser session at a time (a second tab or user is
+refused while a session is open). The page's login takes the tokens of ``--token-file`` (``medadapt serve``'s
+format) or ``MEDADAPT_TOKEN``; without one it answers on this computer only (see ``web_app.PageAccess``)."""
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from pathlib import Path
@@ -19,14 +24,20 @@ CHECKOUT_LIB = Path(__file__).resolve().parents[4] / "MedAdaptSlicer"
 def add_parser(commands) -> None:
     """The ``web`` sub-command."""
     web = commands.add_parser("web", help="run the browser UI (paint, Adapt, Accept, download) on this computer's "
-                              "core or a medadapt serve server")
-    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; the page has "
-                     "no login: put it behind an authenticating proxy before listening elsewhere)")
+                              "core or a medadapt serve server; single-user: one browser session at a time")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
+                     "address needs a login token: --token-file or MEDADAPT_TOKEN)")
     web.add_argument("--port", type=int, default=8080)
+    web.add_argument("--token-file", help="the page's login tokens, one per line as 'NAME TOKEN' or 'TOKEN' (as "
+                     "medadapt serve; or set MEDADAPT_TOKEN); open http://HOST:PORT/ and enter one, or open "
+                     "http://HOST:PORT/?secret=TOKEN")
     web.add_argument("--data", help="image to load at start (default: the bundled sample CT; 'none': start empty "
                      "and upload one from the page)")
+    web.add_argument("--max-upload-mb", type=int, default=1024, help="most megabytes one upload from the page may "
+                     "hold (default 1024)")
     web.add_argument("--server", help="URL of a medadapt serve server to run Adapt on (default: this computer)")
-    web.add_argument("--token-file", help="file holding the server's bearer token (or set MEDADAPT_TOKEN)")
+    web.add_argument("--server-token-file", help="file holding the --server's bearer token (its first line; or "
+                     "set MEDADAPT_TOKEN)")
     web.add_argument("--segment", default="liver", help="name of the segment to paint (default liver)")
     web.add_argument("--method", default="lora", help="method chosen on the page at start (default lora)")
     web.add_argument("--device", default="auto", help="device of the local core (default auto)")
@@ -44,16 +55,27 @@ def slicer_lib_folder() -> Path:
                      "a MedAdapt checkout")
 
 
-def token_of(args: argparse.Namespace) -> str:
-    """The bearer token from ``--token-file`` (its first line; a 'NAME TOKEN' line gives TOKEN), else
-    ``MEDADAPT_TOKEN``, else none."""
-    if args.token_file:
-        path = Path(args.token_file)
+def login_tokens(args: argparse.Namespace) -> dict[str, str]:
+    """The page's login tokens (token -> name) from ``--token-file`` and ``MEDADAPT_TOKEN``, read as
+    ``medadapt serve`` reads them; none only on a loopback ``--host``."""
+    from medadapt.server.settings import TOKEN_ENV, is_loopback, read_tokens
+    tokens = read_tokens(args.token_file)
+    if not tokens and not is_loopback(args.host):
+        raise InputError(f"--host {args.host}: listening beyond this machine needs a login token (--token-file or "
+                         f"{TOKEN_ENV}); without one anyone who can reach the port could use the page and its scans")
+    return tokens
+
+
+def server_token_of(args: argparse.Namespace) -> str:
+    """The ``--server``'s bearer token from ``--server-token-file`` (its first line; a 'NAME TOKEN' line gives
+    TOKEN), else ``MEDADAPT_TOKEN``, else none."""
+    if args.server_token_file:
+        path = Path(args.server_token_file)
         if not path.is_file():
-            raise InputError(f"--token-file {path}: file not found")
+            raise InputError(f"--server-token-file {path}: file not found")
         lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
         if not lines:
-            raise InputError(f"--token-file {path}: the file is empty")
+            raise InputError(f"--server-token-file {path}: the file is empty")
         return lines[0][-1]
     return os.environ.get("MEDADAPT_TOKEN", "")
 
@@ -71,10 +93,12 @@ def data_of(args: argparse.Namespace) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Start the app and serve until stopped (Ctrl-C)."""
-    if args.token_file and not args.server:
-        raise InputError("--token-file: only with --server")
-    data, token = data_of(args), token_of(args)
+    """Start the app and serve until stopped (Ctrl-C or SIGTERM)."""
+    if args.server_token_file and not args.server:
+        raise InputError("--server-token-file: only with --server")
+    if args.max_upload_mb < 1:
+        raise InputError(f"--max-upload-mb: expected at least 1, got {args.max_upload_mb}")
+    logins, data, server_token = login_tokens(args), data_of(args), server_token_of(args)
     folder = slicer_lib_folder()
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
@@ -83,5 +107,9 @@ def run(args: argparse.Namespace) -> None:
     except ImportError as exc:
         raise InputError(f"medadapt web needs trame-slicer and slicer-core ({exc}); pip install "
                          "trame-slicer==2.0.0 slicer-layer-dm==2.0.0 slicer-core==5.11.0.6 vtk==9.6.0") from exc
-    start(port=args.port, host=args.host, data=data, server_url=args.server or "", token=token,
-          segment_name=args.segment, method=args.method, device=args.device)
+    start(port=args.port, host=args.host, data=data, server_url=args.server or "", token=server_token,
+          segment_name=args.segment, method=args.method, device=args.device, login_tokens=logins,
+          max_upload_mb=args.max_upload_mb)
+    # stopped: leave the scene's VTK objects to the process's end instead of the interpreter's final garbage
+    # collection, which takes seconds (SIGTERM would seem ignored)
+    gc.freeze()
