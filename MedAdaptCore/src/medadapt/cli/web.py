@@ -24,7 +24,11 @@ CHECKOUT_LIB = Path(__file__).resolve().parents[4] / "MedAdaptSlicer"
 def add_parser(commands) -> None:
     """The ``web`` sub-command."""
     web = commands.add_parser("web", help="run the browser UI (paint, Adapt, Accept, download) on this computer's "
-                              "core or a medadapt serve server; single-user: one browser session at a time")
+                              "core or a medadapt serve server; single-user: one browser session at a time",
+                              description="The browser UI. Single-user: one scene, one browser session at a time "
+                              "(another tab or user is refused while a session is open). Without a login token it "
+                              "answers on this computer only; with one (--token-file or MEDADAPT_TOKEN) the page "
+                              "asks for it. Uploads are written under names the app makes.")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
                      "address needs a login token: --token-file or MEDADAPT_TOKEN)")
     web.add_argument("--port", type=int, default=8080)
