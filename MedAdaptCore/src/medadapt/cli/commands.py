@@ -47,11 +47,12 @@ def run_adapt(args: argparse.Namespace) -> None:
         if not method_for(config.method).saveable:
             raise InputError(f"--save-model: method {config.method!r} trains no model to save")
         check_model_folder(args.save_model)
-    image = read_volume(args.image)
-    labelmap = read_volume(args.exemplars, label=True)
+    image = read_volume(args.image, allow_header_files=args.allow_header_files)
+    labelmap = read_volume(args.exemplars, label=True, allow_header_files=args.allow_header_files)
     exemplars = find_exemplars(image, labelmap, axis=parse_axis(args.axis), slices=parse_slices(args.slices),
                                labels=_int_list(args.labels, "--labels"), source=args.exemplars)
-    reference = read_volume(args.reference, label=True) if args.reference else None
+    reference = (read_volume(args.reference, label=True, allow_header_files=args.allow_header_files)
+                 if args.reference else None)
     if reference is not None:
         require_same_grid(image, reference, args.reference)
     points = _read_points(args.points, image.geometry)
@@ -103,7 +104,8 @@ def run_predict(args: argparse.Namespace) -> None:
             heads = load_heads(args.model, manifest)
             atlas = load_atlas(args.model, manifest)
             rows = run_batch(inputs, Path(args.output), lambda path, output: _predict_one(
-                path, output, backend, manifest, config, heads, atlas, None, None, False), not args.quiet)
+                path, output, backend, manifest, config, heads, atlas, None, None, False,
+                args.allow_header_files), not args.quiet)
             finish_batch(rows, Path(args.output))
         return
     check_writable(args.output, (args.image, args.exemplars, args.points))
@@ -112,19 +114,22 @@ def run_predict(args: argparse.Namespace) -> None:
     heads = load_heads(args.model, manifest)
     atlas = load_atlas(args.model, manifest)
     output = _predict_one(args.image, args.output, backend, manifest, config, heads, atlas, args.exemplars,
-                          args.points, not args.quiet)
+                          args.points, not args.quiet, args.allow_header_files)
     print(f"wrote {output}")
 
 
 def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfig, heads, atlas, exemplars_path,
-                 points_path, show_progress: bool) -> Path:
-    """Segment one image with a loaded adapter and write the label map; returns the output path."""
+                 points_path, show_progress: bool, allow_header_files: bool) -> Path:
+    """Segment one image with a loaded adapter and write the label map; returns the output path
+    (``allow_header_files``: :func:`read_volume`'s)."""
     from medadapt.pipeline import predict, window_for
     output = check_writable(output, (image_path, exemplars_path, points_path))
-    image = read_volume(image_path)
+    image = read_volume(image_path, allow_header_files=allow_header_files)
     exemplars = None
     if exemplars_path:
-        exemplars = find_exemplars(image, read_volume(exemplars_path, label=True), source=exemplars_path)
+        exemplars = find_exemplars(image, read_volume(exemplars_path, label=True,
+                                                           allow_header_files=allow_header_files),
+                                   source=exemplars_path)
     points = _read_points(points_path, image.geometry)
     axis = manifest.get("exemplars", {}).get("axis", 0)
     progress = TqdmProgress(show_progress)

@@ -33,6 +33,9 @@ def _add_common(parser: argparse.ArgumentParser, batch: bool = False) -> None:
         parser.add_argument("image", help="3D image: NIfTI, NRRD, MHA or a DICOM series folder")
         parser.add_argument("-o", "--output", required=True, help="output label map (same grid as the image)")
     parser.add_argument("--points", help="JSON file of positive/negative point prompts (see README)")
+    parser.add_argument("--allow-header-files", action="store_true", help="read image headers that take their "
+                        "voxels from other files (.mhd/.nhdr data files, .hdr/.img pairs, other ITK formats); "
+                        "by default only self-contained files are read, so a file cannot pull in another")
     parser.add_argument("--device", default="auto", help="auto (default: cuda, else mps, else cpu), cpu, cuda or mps")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from medadapt.errors import InputError
+from medadapt.io.headers import check_declared, check_shape, image_io
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,7 @@ class Volume:
         if image.GetDimension() != 3:
             raise InputError(f"{source}: expected a 3D image, got {image.GetDimension()}D "
                              f"(size {image.GetSize()})")
-        if image.GetNumberOfComponentsPerPixel() != 1:
-            raise InputError(f"{source}: expected one component per voxel, got "
-                             f"{image.GetNumberOfComponentsPerPixel()} (a 4D or vector image)")
+        check_shape(3, image.GetSize(), image.GetNumberOfComponentsPerPixel(), source)
         geometry = Geometry(tuple(int(s) for s in image.GetSize()), tuple(image.GetSpacing()),
                             tuple(image.GetOrigin()), tuple(image.GetDirection()))
         return cls(sitk.GetArrayFromImage(image), geometry)
@@ -109,6 +108,8 @@ def check_complete(path: Path, expected_bytes: int) -> None:
             with gzip.open(path, "rb") as stream:
                 for block in iter(lambda: stream.read(1 << 22), b""):
                     total += len(block)
+                    if total >= expected_bytes:  # enough: trailing data would only cost time
+                        break
         except (EOFError, OSError, gzip.BadGzipFile) as exc:
             raise InputError(f"{path}: unreadable or truncated image file (compressed stream: {exc})") from exc
         if total < expected_bytes:
@@ -143,8 +144,12 @@ def check_even_spacing(folder: Path, names: list[str], tolerance: float = 0.01) 
                          "mm is typical): a slice is missing or repeated; export the complete series")
 
 
-def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
-    """Read NIfTI / NRRD / MHA or a DICOM series folder; labels are cast to integers, images checked for NaN/inf."""
+def read_volume(path: str | os.PathLike, label: bool = False, allow_header_files: bool = False,
+                max_voxels: int | None = None) -> Volume:
+    """Read NIfTI / NRRD / MHA or a DICOM series folder; labels are cast to integers, images checked for NaN/inf.
+
+    A file is read only from itself unless ``allow_header_files`` (the caller owns whatever its header names),
+    and its header must declare a 3D grid of at most ``max_voxels`` voxels (:mod:`medadapt.io.headers`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
@@ -159,7 +164,7 @@ def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
             reader.SetFileNames(names)
             image = reader.Execute()
         else:
-            image = sitk.ReadImage(str(path))
+            image = _read_file(path, allow_header_files, max_voxels)
     except InputError:
         raise
     except RuntimeError as exc:
@@ -177,6 +182,16 @@ def read_volume(path: str | os.PathLike, label: bool = False) -> Volume:
         bad = int(np.size(checked) - np.count_nonzero(np.isfinite(checked)))
         raise InputError(f"{path}: image holds {bad} NaN or inf voxels; expected finite intensities")
     return volume
+
+
+def _read_file(path: Path, allow_header_files: bool, max_voxels: int | None) -> sitk.Image:
+    """One image file, its header checked (:func:`image_io`, :func:`check_declared`) before its voxels are read."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO(image_io(path, allow_header_files))
+    reader.ReadImageInformation()
+    check_declared(reader, str(path), max_voxels)
+    return reader.Execute()
 
 
 def nifti_voxels(path: Path) -> np.ndarray | None:
