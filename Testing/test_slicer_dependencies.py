@@ -93,11 +93,12 @@ def test_the_core_is_installed_from_a_clean_copy_of_the_bundle(monkeypatch, tmp_
 
     def pip_install(arguments):
         folder = Path(arguments[-1])
-        seen.append((list(arguments), sorted(p.name for p in folder.iterdir()),
+        seen.append((list(arguments), sorted(p.name for p in [*folder.iterdir(), *(folder / "src").iterdir()]),
                      (folder / "src" / "medadapt" / "__init__.py").read_bytes()))
     assert dependencies.install(pip_install, []) == ["medadapt (bundled)"]
     (arguments, names, init), = seen
     assert arguments[0] == "--no-deps" and Path(arguments[-1]).name == "MedAdaptCore"
     assert Path(arguments[-1]) != REPO / "MedAdaptCore" and not Path(arguments[-1]).exists()  # a temporary copy
-    assert names == ["pyproject.toml", "src"]
+    assert {"pyproject.toml", "src", "medadapt"} <= set(names)
+    assert not [n for n in names if n == "build" or n.endswith(".egg-info")]  # no build leftovers of the checkout
     assert init == (REPO / "MedAdaptCore" / "src" / "medadapt" / "__init__.py").read_bytes()

@@ -147,8 +147,15 @@ class EffectSession:
         previews = self.previews
         self.remove_preview()
         self.writer.save_state()
-        for segment_id, mask in previews.items():
-            self.writer.modify(segmentation_node, segment_id, oriented_mask(volume_node, mask))
+        # Slicer builds the editable area ("outside all segments", ...) relative to the editor's selected segment:
+        # select each segment while it is written, then restore the user's selection.
+        selected = self.editor_node.GetSelectedSegmentID()
+        try:
+            for segment_id, mask in previews.items():
+                self.editor_node.SetSelectedSegmentID(segment_id)
+                self.writer.modify(segmentation_node, segment_id, oriented_mask(volume_node, mask))
+        finally:
+            self.editor_node.SetSelectedSegmentID(selected)
         return list(previews)
 
     def remove_preview(self) -> None:
