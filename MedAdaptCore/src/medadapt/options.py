@@ -77,12 +77,13 @@ def build_config(options: AdaptOptions) -> AdaptConfig:
     """The :class:`AdaptConfig` of ``options``: device resolved, a lineage folder as base model read, LoRA placed
     per device unless
     ``lora_parts`` says where, a seed probe saved with a LoRA model (so ``predict`` runs without prompts)."""
+    from medadapt.backends import BACKENDS
     from medadapt.backends.devices import default_adapter_parts, resolve_device
 
     config = AdaptConfig(method=options.method, device=resolve_device(options.device), seed=options.seed,
                          backend=options.base_model, input_size=options.input_size,
                          checkpoint=options.checkpoint or None)  # as given: the manifest keys the weights by hash
-    if Path(options.base_model).is_dir():
+    if options.base_model not in BACKENDS and Path(options.base_model).is_dir():  # a registry name is never a folder
         use_lineage(config, options)
     config.adapter.parts = default_adapter_parts(config.device)
     if options.between:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from medadapt.errors import InputError
+from medadapt.server.settings import MAX_VOXELS
 
 
 def add_parser(commands) -> None:
@@ -23,6 +24,11 @@ def add_parser(commands) -> None:
     serve.add_argument("--max-jobs", type=int, default=8, help="jobs one token may have queued or running "
                        "(default 8)")
     serve.add_argument("--max-storage-mb", type=int, default=20480, help="storage per token (default 20480)")
+    serve.add_argument("--max-voxels", type=int, default=MAX_VOXELS, help="largest grid an uploaded volume's "
+                       f"header may declare, checked before anything is decompressed (default {MAX_VOXELS:,}: a "
+                       "whole-body CT of 512 x 512 x 2000)")
+    serve.add_argument("--models", help="folder of base models (lineage folders) that jobs may name as "
+                       "base_model besides the built-in ones (the working directory is never searched)")
     serve.add_argument("--cached-volumes", type=int, default=4, help="volumes whose image embeddings stay in "
                        "memory per device (default 4)")
     serve.add_argument("--tls-cert", help="certificate file for HTTPS served by uvicorn itself")
@@ -39,7 +45,8 @@ def settings_of(args: argparse.Namespace):
             raise InputError(f"--{option.replace('_', '-')} {getattr(args, option)}: file not found")
     return check_settings(ServerSettings(
         Path(args.data), args.host, args.port, parse_devices(args.devices), read_tokens(args.token_file),
-        Limits(args.max_upload_mb, args.max_jobs, args.max_storage_mb), args.cached_volumes))
+        Limits(args.max_upload_mb, args.max_jobs, args.max_storage_mb, args.max_voxels), args.cached_volumes,
+        Path(args.models) if args.models else None))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from medadapt.errors import CancelledError, InputError
 from medadapt.progress import Progress
@@ -24,9 +25,10 @@ FINISHED = ("done", "failed", "cancelled")
 
 
 class JobQueue:
-    """Accepts jobs, runs them on the devices' workers, reports and cancels them."""
+    """Accepts jobs, runs them on the devices' workers, reports and cancels them; ``models`` is the server's
+    ``--models`` folder of base models a job may name."""
 
-    def __init__(self, store: Store, devices: list[str], cached_volumes: int = 4):
+    def __init__(self, store: Store, devices: list[str], cached_volumes: int = 4, models: Path | None = None):
         self.store = store
         self._queue: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
@@ -34,7 +36,7 @@ class JobQueue:
         self._cancel: dict[str, threading.Event] = {}
         self._progress: dict[str, Progress] = {}
         self._recover()
-        self._workers = [threading.Thread(target=self._work, args=(DeviceWorkspace(d, cached_volumes),),
+        self._workers = [threading.Thread(target=self._work, args=(DeviceWorkspace(d, cached_volumes, models),),
                                           name=f"medadapt-worker-{d}", daemon=True) for d in devices]
         for worker in self._workers:
             worker.start()

@@ -3,6 +3,7 @@ before the server starts."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -12,11 +13,14 @@ from pathlib import Path
 from medadapt.errors import InputError
 from medadapt.options import DEVICE_PATTERN
 
-TOKEN_ENV = "MEDADAPT_TOKEN"
+TOKEN_ENV = "MEDADAPT_TOKEN"  # nosec B105  # the variable's name, not a token
 MIN_TOKEN_LENGTH = 16
 """Shorter tokens are refused: a bearer token is the only thing between the network and patient data, so it
 must not be guessable (``python -c "import secrets; print(secrets.token_urlsafe(32))"`` makes one)."""
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+MAX_VOXELS = 512 * 512 * 2000
+"""Default largest grid an upload may declare: a whole-body CT (512 x 512 in plane, 2000 slices: 1 m at 0.5 mm),
+beyond any single series the models segment; 1 GB as int16, 2 GB as float32 while it is read."""
 
 
 @dataclass
@@ -28,6 +32,8 @@ class Limits:
     """Jobs a token may have queued or running at once."""
     max_storage_mb: int = 20_480
     """Bytes of volumes, results and adapters a token may keep on the server."""
+    max_voxels: int = MAX_VOXELS
+    """Voxels an uploaded volume's header may declare (checked before anything is decompressed)."""
 
 
 @dataclass
@@ -43,6 +49,9 @@ class ServerSettings:
     limits: Limits = field(default_factory=Limits)
     cached_volumes: int = 4
     """Uploaded volumes whose image embeddings stay in memory per device (oldest dropped first)."""
+    models: Path | None = None
+    """Folder whose sub-folders (lineages) a job may name as ``base_model``, besides the backend registry's
+    models; never the working directory."""
 
 
 def is_loopback(host: str) -> bool:
@@ -56,27 +65,44 @@ def is_loopback(host: str) -> bool:
 
 
 def read_tokens(token_file: str | None, environment: dict | None = None) -> dict[str, str]:
-    """Tokens from ``token_file`` (one per line: ``NAME TOKEN``, or a bare token named ``user<N>``; ``#``
-    comments) plus the ``MEDADAPT_TOKEN`` environment variable (named ``default``)."""
+    """Tokens from ``token_file`` plus the ``MEDADAPT_TOKEN`` environment variable (named ``default``), each
+    mapped to its owner's name; :class:`InputError` naming the line when a name or a token is given twice.
+
+    A line is ``NAME TOKEN`` or a bare ``TOKEN`` (``#`` starts a comment). A bare token is named ``token-`` and the
+    first 12 hex digits of its SHA-256: the name follows the token, not its line, so adding, removing or
+    reordering lines never hands one token's volumes to another, and two tokens never share a name."""
     environment = os.environ if environment is None else environment
-    tokens: dict[str, str] = {}
-    if token_file:
-        path = Path(token_file)
-        try:
-            lines = path.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"--token-file {path}: cannot read it ({exc})") from exc
-        for number, line in enumerate(lines, 1):
-            parts = line.split("#", 1)[0].split()
-            if not parts:
-                continue
-            if len(parts) > 2 or (len(parts) == 2 and not NAME.match(parts[0])):
-                raise InputError(f"--token-file {path}: line {number}: expected 'NAME TOKEN' or 'TOKEN'")
-            name, token = (parts if len(parts) == 2 else (f"user{len(tokens) + 1}", parts[0]))
-            tokens[_checked_token(token, f"--token-file {path}: line {number}")] = name
+    entries = _token_file_entries(Path(token_file)) if token_file else []
     if environment.get(TOKEN_ENV):
-        tokens[_checked_token(environment[TOKEN_ENV].strip(), TOKEN_ENV)] = "default"
+        entries.append((TOKEN_ENV, "default", environment[TOKEN_ENV].strip()))
+    tokens: dict[str, str] = {}
+    places: dict[str, str] = {}
+    for place, name, token in entries:
+        token = _checked_token(token, place)
+        if token in tokens:
+            raise InputError(f"{place}: the same token as {places[tokens[token]]}; give each person their own token")
+        if name in places:
+            raise InputError(f"{place}: the name {name!r} is already given to {places[name]}; names must be unique")
+        tokens[token], places[name] = name, place
     return tokens
+
+
+def _token_file_entries(path: Path) -> list[tuple[str, str, str]]:
+    """(where, name, token) of each token line of ``path``."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--token-file {path}: cannot read it ({exc})") from exc
+    entries = []
+    for number, line in enumerate(lines, 1):
+        parts = line.split("#", 1)[0].split()
+        if not parts:
+            continue
+        if len(parts) > 2 or (len(parts) == 2 and not NAME.fullmatch(parts[0])):
+            raise InputError(f"--token-file {path}: line {number}: expected 'NAME TOKEN' or 'TOKEN'")
+        name = parts[0] if len(parts) == 2 else f"token-{hashlib.sha256(parts[0].encode()).hexdigest()[:12]}"
+        entries.append((f"--token-file {path}: line {number}", name, parts[-1]))
+    return entries
 
 
 def _checked_token(token: str, where: str) -> str:
@@ -106,7 +132,7 @@ def check_settings(settings: ServerSettings) -> ServerSettings:
                          f"{TOKEN_ENV}); without one anyone on the network could read the uploaded scans")
     if not 0 < settings.port < 65536:
         raise InputError(f"--port: expected 1..65535, got {settings.port}")
-    for name in ("max_upload_mb", "max_jobs", "max_storage_mb"):
+    for name in ("max_upload_mb", "max_jobs", "max_storage_mb", "max_voxels"):
         if getattr(settings.limits, name) < 1:
             raise InputError(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(settings.limits, name)}")
     if settings.cached_volumes < 0:
@@ -116,4 +142,6 @@ def check_settings(settings: ServerSettings) -> ServerSettings:
         raise InputError(f"--data {data}: exists and is not a folder")
     if not data.parent.is_dir():
         raise InputError(f"--data {data}: parent folder {data.parent} does not exist")
+    if settings.models is not None and not Path(settings.models).is_dir():
+        raise InputError(f"--models {settings.models}: not a folder")
     return settings

@@ -6,8 +6,9 @@ Layout under the data folder (every record is a JSON file beside a folder of the
     jobs/<id>.json      jobs/<id>/result.nii.gz
     adapters/<id>.json  adapters/<id>/ (an adapter folder, as ``medadapt adapt --save-model`` writes it)
 
-IDs are 32 lowercase hex digits made by the server (:func:`new_id`); anything else is refused before it
-reaches a path, so no ID can point outside its folder. Records are written atomically (temporary file, then
+IDs are 32 lowercase hex digits made by the server (:func:`new_id`); anything else (checked with ``fullmatch``:
+``re.match`` with ``$`` would let a trailing newline through) is refused before it reaches a path, so no ID can
+point outside its folder. Records are written atomically (temporary file, then
 rename), so a killed server leaves each record either old or new, never half-written.
 """
 
@@ -18,13 +19,15 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from medadapt.errors import InputError
 
 KINDS = ("volumes", "jobs", "adapters")
-ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 """Upload formats: single-file images only (a .nhdr / .mhd header would name a second file)."""
 
@@ -36,7 +39,7 @@ def new_id() -> str:
 
 def check_id(value, what: str) -> str:
     """``value`` when it is an ID the server could have made, else :class:`InputError` naming ``what``."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InputError(f"{what}: expected an ID of 32 hex digits made by this server, got {str(value)[:80]!r}")
     return value
 
@@ -107,7 +110,7 @@ class Store:
         """Every record of ``kind`` (of ``owner``), oldest first."""
         found = []
         for path in (self.root / kind).glob("*.json"):
-            if ID_PATTERN.match(path.stem):
+            if ID_PATTERN.fullmatch(path.stem):
                 record = json.loads(path.read_text())
                 if owner is None or record.get("owner") == owner:
                     found.append(record)
@@ -123,3 +126,62 @@ class Store:
         """Bytes held for ``owner``: the files of its volumes, job results and adapters."""
         return sum(folder_bytes(self.folder(kind, record["id"])) for kind in KINDS
                    for record in self.records(kind, owner))
+
+
+class UploadQuota:
+    """The upload limit and each owner's storage quota, counting uploads still in flight: an upload reserves its
+    bytes before it writes them (:meth:`begin`), so concurrent uploads count against each other."""
+
+    def __init__(self, store: Store, max_upload: int, max_storage: int):
+        self.store, self.max_upload, self.max_storage = store, max_upload, max_storage
+        self.lock = threading.Lock()
+        self.in_flight: Counter[str] = Counter()
+        """Bytes reserved per owner by uploads in flight (read and changed under :attr:`lock`)."""
+
+    def room(self, owner: str) -> int:
+        """Bytes ``owner`` may upload now: the upload limit, or less when stored and reserved bytes near the
+        quota."""
+        with self.lock:
+            return min(self.max_upload, self.max_storage - self.store.used_bytes(owner) - self.in_flight[owner])
+
+    def begin(self, owner: str) -> "Reservation":
+        """A new upload of ``owner``'s, holding nothing yet."""
+        return Reservation(self, owner, self.store.used_bytes(owner))
+
+
+class Reservation:
+    """The bytes one upload holds against its owner's quota until it is stored or given up (:meth:`release`)."""
+
+    def __init__(self, quota: UploadQuota, owner: str, stored: int):
+        self.quota, self.owner, self.stored, self.bytes = quota, owner, stored, 0
+
+    def add(self, size: int) -> bool:
+        """Reserve ``size`` more bytes; ``False`` (nothing reserved) when the upload would pass the upload limit,
+        or the bytes stored when it began plus all the owner's reservations would pass the quota."""
+        quota = self.quota
+        with quota.lock:
+            if (self.bytes + size > quota.max_upload
+                    or self.stored + quota.in_flight[self.owner] + size > quota.max_storage):
+                return False
+            quota.in_flight[self.owner] += size
+            self.bytes += size
+            return True
+
+    def commit(self, store_it) -> bool:
+        """Call ``store_it`` (which moves the upload into the store and writes its record) and release the
+        reservation, unless what the owner stores now plus all its reservations passes the quota (``False``);
+        one commit at a time, so two uploads never both take the last room."""
+        quota = self.quota
+        with quota.lock:
+            if quota.store.used_bytes(self.owner) + quota.in_flight[self.owner] > quota.max_storage:
+                return False
+            store_it()
+            quota.in_flight[self.owner] -= self.bytes
+            self.bytes = 0
+            return True
+
+    def release(self) -> None:
+        """Give back what this upload holds (nothing after :meth:`commit`)."""
+        with self.quota.lock:
+            self.quota.in_flight[self.owner] -= self.bytes
+            self.bytes = 0

@@ -24,7 +24,8 @@ from medadapt.io.volume import Volume, read_volume, require_same_grid, write_vol
 from medadapt.options import AdaptOptions, build_config, check_option_values
 from medadapt.progress import CancelFlag, ProgressCallback
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+"""What a client may write as ``base_model``: one name, never a path (no slash, no leading dot)."""
 JOB_KINDS = ("adapt", "predict", "propagate", "slice")
 RESULT = "result.nii.gz"
 
@@ -44,30 +45,49 @@ class JobRequest:
     axis: int = 0
 
 
-def adapt_options(values: dict, device: str, save_adapter: bool) -> AdaptOptions:
+def adapt_options(values: dict, device: str, save_adapter: bool, models: Path | None = None) -> AdaptOptions:
     """The :class:`AdaptOptions` of a job's ``options`` on the worker's ``device`` (the server, not the client,
-    chooses the device); :class:`InputError` naming a bad field."""
+    chooses the device), ``base_model`` resolved by :func:`server_base_model`; :class:`InputError` naming a bad
+    field."""
     if not isinstance(values, dict):
         raise InputError("options: expected an object of medadapt adapt options")
     known = {f for f in AdaptOptions.__dataclass_fields__ if f not in ("device", "save_model")}
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(f"options: unknown field(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
-    if values.get("checkpoint") or not MODEL_NAME.match(str(values.get("base_model", "litemedsam"))):
-        raise InputError("options.checkpoint / options.base_model: a client names a model (litemedsam, sam_vit_b, "
-                         "...), never a file or folder on the server")
+    if values.get("checkpoint"):
+        raise InputError("options.checkpoint: a client names a model (options.base_model), never a file or folder "
+                         "on the server")
     check_option_values(values)
-    return AdaptOptions(**values, device=device, save_model=save_adapter)
+    base_model = server_base_model(values.get("base_model", "litemedsam"), models)
+    return AdaptOptions(**{**values, "base_model": base_model}, device=device, save_model=save_adapter)
 
 
-def check_request(request: JobRequest) -> None:
-    """:class:`InputError` naming the field when a submission cannot run (before it is queued)."""
+def server_base_model(name, models: Path | None) -> str:
+    """The base model a job names, as :func:`build_config` takes it: a backend registry name as it is, or the
+    path of the sub-folder ``name`` of the administrator's ``models`` folder (``medadapt serve --models``); never
+    anything in the server's working directory. :class:`InputError` naming ``options.base_model`` and listing
+    the models on offer otherwise."""
+    from medadapt.backends import BACKENDS
+    if isinstance(name, str) and name in BACKENDS:
+        return name
+    if isinstance(name, str) and MODEL_NAME.fullmatch(name) and models is not None and (models / name).is_dir():
+        return str((models / name).resolve())
+    offered = sorted(BACKENDS) + (sorted(p.name for p in models.iterdir() if p.is_dir() and MODEL_NAME.fullmatch(
+        p.name) and p.name not in BACKENDS) if models is not None else [])
+    raise InputError(f"options.base_model: {str(name)[:80]!r} is not a model this server offers; expected one of "
+                     f"{', '.join(offered)} (a name, never a file or folder on the server)")
+
+
+def check_request(request: JobRequest, models: Path | None = None) -> None:
+    """:class:`InputError` naming the field when a submission cannot run (before it is queued); ``models`` is
+    the server's ``--models`` folder."""
     if request.kind not in JOB_KINDS:
         raise InputError(f"kind: expected one of {', '.join(JOB_KINDS)}, got {request.kind!r}")
     if request.kind == "adapt":
         if not request.exemplars:
             raise InputError("exemplars: adapt needs the painted label map's volume ID")
-        build_config(adapt_options(request.options, "cpu", request.save_adapter))
+        build_config(adapt_options(request.options, "cpu", request.save_adapter, models))
     elif request.options or request.save_adapter:
         raise InputError(f"options / save_adapter: only for adapt (a {request.kind} job runs a kept model)")
     if request.kind == "predict" and not request.adapter:
@@ -84,11 +104,12 @@ def check_request(request: JobRequest) -> None:
 
 
 class DeviceWorkspace:
-    """One device's loaded models and embedding caches, used by one worker thread only."""
+    """One device's loaded models and embedding caches, used by one worker thread only; ``models`` is the
+    server's ``--models`` folder of base models."""
 
-    def __init__(self, device: str, cached_volumes: int):
+    def __init__(self, device: str, cached_volumes: int, models: Path | None = None):
         from medadapt.pipeline import EmbeddingCache
-        self.device, self.cached_volumes = device, cached_volumes
+        self.device, self.cached_volumes, self.models = device, cached_volumes, models
         self._caches: OrderedDict[str, EmbeddingCache] = OrderedDict()
         self._adapters: OrderedDict[str, tuple] = OrderedDict()
         self._base = None
@@ -164,7 +185,7 @@ def _adapt(request, files, workspace, image, exemplars_map, points, progress, ca
     from medadapt.methods.atlas import make_atlas
     from medadapt.methods.registry import method_for
     from medadapt.pipeline import adapt
-    options = adapt_options(request.options, workspace.device, request.save_adapter)
+    options = adapt_options(request.options, workspace.device, request.save_adapter, workspace.models)
     config = build_config(options)
     exemplars = find_exemplars(image, exemplars_map, source="exemplars")
     result = adapt(image, exemplars, config, points, progress, cancel, cache=workspace.cache(request.image))
