@@ -19,7 +19,7 @@ def interpolate_mask(mask: np.ndarray, axis: int) -> np.ndarray:
         source, target = Path(folder) / "in.npy", Path(folder) / "out.npy"
         np.save(source, mask.astype(np.uint8))
         subprocess.run([sys.executable, "-m", "medadapt.slices.mci_worker", str(source), str(target), str(2 - axis)],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True)  # nosec B603  # this Python, a fixed module, our own temp paths
         return np.load(target).astype(bool)
 
 
