@@ -28,4 +28,5 @@ def test_config_imports_without_torch():
                "print(AdaptConfig().method, len(METHODS))\n")
     child = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr[-2000:]
-    assert child.stdout.split() == ["lora", "6"]
+    from medadapt.methods.registry import METHODS
+    assert child.stdout.split() == ["lora", str(len(METHODS))]

@@ -12,10 +12,8 @@ import http.client
 import json
 import os
 import re
-import struct
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from medadapt.errors import InputError
 from medadapt.io.volume import read_volume
 from medadapt.server.settings import Limits, ServerSettings, read_tokens
 from medadapt.server.store import write_json
+from hostile_files import mha_naming, nifti_bomb
 from server_fixtures import InProcessServer
 
 ALICE, BOB = "alice-secret-token-0123456789", "bob-secret-token-0123456789ab"
@@ -89,14 +88,6 @@ def stored_files(server) -> list[Path]:
 
 
 # A. A header that names another file ---------------------------------------------------------------------------
-
-def mha_naming(target: str) -> bytes:
-    """An 8x8x8 MetaImage header reading its voxels from ``target``, padded to its voxel count (so the old
-    completeness check saw a whole file)."""
-    header = (f"ObjectType = Image\nNDims = 3\nDimSize = 8 8 8\nElementType = MET_UCHAR\n"
-              f"ElementDataFile = {target}\n").encode()
-    return header + bytes(512)
-
 
 def nrrd_naming(field: str, target: str) -> bytes:
     header = f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 8 8 8\nencoding: raw\n{field}: {target}\n\n".encode()
@@ -166,28 +157,6 @@ def test_reading_refuses_other_formats_that_may_read_other_files(tmp_path):
 
 
 # B. Decompression bombs ----------------------------------------------------------------------------------------
-
-def nifti_bomb(path: Path, side: int = 1024) -> Path:
-    """A valid .nii.gz of ``side``^3 uint8 zeros (1 GiB declared, about 1 MB on disk), written without ever
-    holding the voxels: fully flushed deflate blocks of 1 MiB of zeros are identical, so one is repeated."""
-    import nibabel
-    header = nibabel.Nifti1Header()
-    header.set_data_shape((side,) * 3)
-    header.set_data_dtype(np.uint8)
-    head = header.binaryblock + bytes(4)
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    zeros = bytes(MB)
-    first = deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
-    block = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
-    crc = zlib.crc32(head)
-    with path.open("wb") as stream:
-        stream.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + first)
-        for _ in range(side ** 3 // MB):
-            stream.write(block)
-            crc = zlib.crc32(zeros, crc)
-        stream.write(deflate.flush() + struct.pack("<II", crc, (len(head) + side ** 3) & 0xFFFFFFFF))
-    return path
-
 
 def peak_rss() -> int:
     """This process's peak resident memory in bytes (VmHWM)."""

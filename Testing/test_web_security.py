@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, run_cli
+from hostile_files import mha_naming, nifti_bomb
 from web_strokes import IMAGE
 
 pytest.importorskip("trame_slicer", reason="the browser UI needs trame-slicer (requirements.txt)")
@@ -83,7 +84,8 @@ def apps(tmp_path_factory):
     (folder / "tokens").write_text(f"alice {TOKEN}\n")
     (folder / "login").mkdir()
     (folder / "local").mkdir()
-    started = {"login": App(folder / "login", "--token-file", str(folder / "tokens"), "--max-upload-mb", "1"),
+    started = {"login": App(folder / "login", "--token-file", str(folder / "tokens"), "--max-upload-mb", "1",
+                              "--max-voxels", "1000000"),
                "local": App(folder / "local")}
     try:
         for app in started.values():
@@ -296,7 +298,12 @@ def test_uploads_are_written_under_names_the_server_makes(apps):
         too_large = await upload(client, [("big.nii.gz", bytes(600_000)), ("big2.nii.gz", bytes(600_000))])
         assert "more than 1 MB" in too_large["ma_error"] and too_large["ma_volume_name"] == relative
         failed = await upload(client, [(str(target / "y.nrrd"), b"not an image")])
-        assert "upload-0.nrrd: not an image" in failed["ma_error"], failed["ma_error"]  # the server's name
+        assert failed["ma_error"].startswith(f"upload refused: {target / 'y.nrrd'}: "), failed["ma_error"]
+        leak = await upload(client, [("leak.mha", mha_naming("/etc/hostname"))])
+        assert "ElementDataFile = /etc/hostname" in leak["ma_error"] and leak["ma_volume_name"] == relative
+        bomb = await upload(client, [("bomb.nii.gz", nifti_bomb(target.parent / f"{target.name}.nii.gz", 128)
+                                      .read_bytes())])
+        assert "limit is 1,000,000 voxels (--max-voxels)" in bomb["ma_error"], bomb["ma_error"]
     try:
         in_session(app, TOKEN, attack)
         assert list(target.iterdir()) == []
@@ -304,6 +311,7 @@ def test_uploads_are_written_under_names_the_server_makes(apps):
         for path in target.iterdir():
             path.unlink()
         target.rmdir()
+        Path(f"{target}.nii.gz").unlink(missing_ok=True)
 
 
 # -- start and stop ---------------------------------------------------------------------------------------------

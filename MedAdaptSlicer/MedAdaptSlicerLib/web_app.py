@@ -56,6 +56,7 @@ from vtkmodules.vtkRenderingCore import vtkRenderWindow
 from wslink.websocket import LinkProtocol
 
 from medadapt.errors import InputError
+from medadapt.io.headers import MAX_VOXELS, checked_reader
 from medadapt.server.settings import is_loopback
 
 from .parameters import Parameters
@@ -211,10 +212,11 @@ def upload_bytes(file) -> int:
     return len(content) if isinstance(content, (bytes, bytearray)) else 0
 
 
-def write_uploads(files: list[dict], folder: Path) -> list[Path]:
+def write_uploads(files: list[dict], folder: Path, max_voxels: int = MAX_VOXELS) -> list[Path]:
     """Write uploaded files (trame file dicts) to ``folder`` as ``upload-<n><suffix>``: names this server makes,
     the client's names only choosing the suffix (:func:`upload_suffix`); :class:`InputError` before writing
-    anything when a file is refused."""
+    anything when a file is refused, and before any voxel is read when a written file's header names another
+    file or declares more than ``max_voxels`` voxels (:func:`medadapt.io.headers.checked_reader`)."""
     if not files or not all(isinstance(f, dict) for f in files):
         raise InputError("the upload holds no files")
     uploads = [(ClientFile(f), upload_suffix(f.get("name"))) for f in files]
@@ -224,6 +226,11 @@ def write_uploads(files: list[dict], folder: Path) -> list[Path]:
     paths = [folder / f"upload-{number}{suffix}" for number, (_, suffix) in enumerate(uploads)]
     for path, (file, _) in zip(paths, uploads):
         path.write_bytes(file.content)
+    for path, (file, _) in zip(paths, uploads):
+        try:
+            checked_reader(path, max_voxels=max_voxels)
+        except InputError as exc:  # named as the page names it, not by the server's folder
+            raise InputError(str(exc).replace(str(path), str(file.name))) from exc
     return paths
 
 
@@ -269,15 +276,16 @@ def _methods() -> list[str]:
 class MedAdaptWebApp(TrameApp):
     """The page and its server-side state. ``jobs``: see :class:`WebSession` (``None``: the local core);
     ``mode``: what the page says Adapt runs on; ``device``: the local core's device; ``login_tokens``: see
-    :class:`PageAccess`; ``max_upload_mb``: the most one upload may hold."""
+    :class:`PageAccess`; ``max_upload_mb``: the most one upload may hold; ``max_voxels``: the largest grid an
+    uploaded header may declare."""
 
     def __init__(self, server=None, jobs=None, segment_name: str = "liver", method: str = "lora",
                  device: str = "auto", mode: str = "local core", login_tokens: dict[str, str] | None = None,
-                 max_upload_mb: int = 1024):
+                 max_upload_mb: int = 1024, max_voxels: int = MAX_VOXELS):
         super().__init__(server)
         self.access = PageAccess(login_tokens or {})
         self.access.protect(self.server)
-        self.max_upload_mb = max_upload_mb
+        self.max_upload_mb, self.max_voxels = max_upload_mb, max_voxels
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
         # each frame rendered and encoded once (the interactive quality is the still one), at most fps a second
@@ -409,7 +417,7 @@ class MedAdaptWebApp(TrameApp):
         :func:`write_uploads` to a new temporary folder; the client's file names are only shown."""
         with tempfile.TemporaryDirectory(prefix="medadapt-web-upload-") as folder, self.state:
             try:
-                paths = write_uploads(files, Path(folder))
+                paths = write_uploads(files, Path(folder), self.max_voxels)
             except InputError as exc:
                 self.state.ma_error = f"upload refused: {exc}"
                 return
@@ -546,7 +554,8 @@ class MedAdaptWebApp(TrameApp):
 
 def start(port: int = 8080, host: str = "127.0.0.1", data: str | Path | None = None, server_url: str = "",
           token: str = "", segment_name: str = "liver", method: str = "lora", device: str = "auto",
-          login_tokens: dict[str, str] | None = None, max_upload_mb: int = 1024) -> None:
+          login_tokens: dict[str, str] | None = None, max_upload_mb: int = 1024,
+          max_voxels: int = MAX_VOXELS) -> None:
     """Build the app (local core, or ``server_url`` with ``token``), load ``data`` and serve until stopped;
     ``login_tokens``: see :class:`PageAccess`."""
     import sys
@@ -562,7 +571,7 @@ def start(port: int = 8080, host: str = "127.0.0.1", data: str | Path | None = N
             raise InputError(f"--server: {exc}") from exc
         mode = f"server {jobs.client.url}"
     app = MedAdaptWebApp(jobs=jobs, segment_name=segment_name, method=method, device=device, mode=mode,
-                         login_tokens=login_tokens, max_upload_mb=max_upload_mb)
+                         login_tokens=login_tokens, max_upload_mb=max_upload_mb, max_voxels=max_voxels)
     if data:
         app.load(data)
     login = f"login with one of {len(login_tokens)} token(s)" if login_tokens else "no login: this computer only"

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from medadapt.errors import InputError
+from medadapt.io.headers import MAX_VOXELS
 
 CHECKOUT_LIB = Path(__file__).resolve().parents[4] / "MedAdaptSlicer"
 """``MedAdaptSlicer/`` of the checkout this package was installed from (``pip install -e ./MedAdaptCore``)."""
@@ -39,6 +40,8 @@ def add_parser(commands) -> None:
                      "and upload one from the page)")
     web.add_argument("--max-upload-mb", type=int, default=1024, help="most megabytes one upload from the page may "
                      "hold (default 1024)")
+    web.add_argument("--max-voxels", type=int, default=MAX_VOXELS, help="largest grid an uploaded image's header "
+                     f"may declare, checked before any voxel is read (default {MAX_VOXELS:,}: a whole-body CT)")
     web.add_argument("--server", help="URL of a medadapt serve server to run Adapt on (default: this computer)")
     web.add_argument("--server-token-file", help="file holding the --server's bearer token (its first line; or "
                      "set MEDADAPT_TOKEN)")
@@ -102,6 +105,8 @@ def run(args: argparse.Namespace) -> None:
         raise InputError("--server-token-file: only with --server")
     if args.max_upload_mb < 1:
         raise InputError(f"--max-upload-mb: expected at least 1, got {args.max_upload_mb}")
+    if args.max_voxels < 1:
+        raise InputError(f"--max-voxels: expected at least 1, got {args.max_voxels}")
     logins, data, server_token = login_tokens(args), data_of(args), server_token_of(args)
     folder = slicer_lib_folder()
     if str(folder) not in sys.path:
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace) -> None:
                          "trame-slicer==2.0.0 slicer-layer-dm==2.0.0 slicer-core==5.11.0.6 vtk==9.6.0") from exc
     start(port=args.port, host=args.host, data=data, server_url=args.server or "", token=server_token,
           segment_name=args.segment, method=args.method, device=args.device, login_tokens=logins,
-          max_upload_mb=args.max_upload_mb)
+          max_upload_mb=args.max_upload_mb, max_voxels=args.max_voxels)
     # stopped: leave the scene's VTK objects to the process's end instead of the interpreter's final garbage
     # collection, which takes seconds (SIGTERM would seem ignored)
     gc.freeze()

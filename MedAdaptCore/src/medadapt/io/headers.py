@@ -37,6 +37,10 @@ SINGLE_FILE_IO = ("GDCMImageIO", "GiplImageIO", "VTKImageIO", "TIFFImageIO", "PN
                   "BMPImageIO")
 """ITK readers of formats that keep their voxels in the file itself."""
 HEADER_BYTES = 256 * 1024
+MAX_VOXELS = 512 * 512 * 2000
+"""Default largest grid an untrusted upload (``medadapt serve``, ``medadapt web``) may declare: a whole-body CT
+(512 x 512 in plane, 2000 slices: 1 m at 0.5 mm), beyond any single series the models segment; 1 GB as int16,
+2 GB as float32 while it is read."""
 """Longest NRRD / MetaImage text header read (ITK writes a few hundred bytes plus any metadata)."""
 TRUST_HINT = ("convert it to a single .nii.gz, .nrrd or .mha file, or, on the command line, pass "
               "--allow-header-files if the files it names are yours")
@@ -191,3 +195,15 @@ def check_declared(reader: sitk.ImageFileReader, source: str, max_voxels: int | 
     if max_voxels is not None and voxels > max_voxels:
         raise InputError(f"{source}: the header declares {' x '.join(map(str, size))} = {voxels:,} voxels; the "
                          f"limit is {max_voxels:,} voxels (--max-voxels)")
+
+
+def checked_reader(path: Path, allow_header_files: bool = False, max_voxels: int | None = None,
+                   source: str | None = None) -> sitk.ImageFileReader:
+    """A reader of the one image file ``path`` whose header has been read and checked (:func:`image_io`,
+    :func:`check_declared`; errors name ``source``, default the path) and whose voxels are not read yet."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO(image_io(path, allow_header_files))
+    reader.ReadImageInformation()
+    check_declared(reader, source or str(path), max_voxels)
+    return reader

@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from medadapt.errors import InputError
-from medadapt.io.headers import check_declared, check_shape, image_io
+from medadapt.io.headers import check_shape, checked_reader
 
 
 @dataclass(frozen=True)
@@ -185,13 +185,8 @@ def read_volume(path: str | os.PathLike, label: bool = False, allow_header_files
 
 
 def _read_file(path: Path, allow_header_files: bool, max_voxels: int | None) -> sitk.Image:
-    """One image file, its header checked (:func:`image_io`, :func:`check_declared`) before its voxels are read."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    reader.SetImageIO(image_io(path, allow_header_files))
-    reader.ReadImageInformation()
-    check_declared(reader, str(path), max_voxels)
-    return reader.Execute()
+    """One image file, its header checked (:func:`checked_reader`) before its voxels are read."""
+    return checked_reader(path, allow_header_files, max_voxels).Execute()
 
 
 def nifti_voxels(path: Path) -> np.ndarray | None:

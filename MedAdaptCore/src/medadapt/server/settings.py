@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medadapt.errors import InputError
+from medadapt.io.headers import MAX_VOXELS
 from medadapt.options import DEVICE_PATTERN
 
 TOKEN_ENV = "MEDADAPT_TOKEN"  # nosec B105  # the variable's name, not a token
@@ -18,9 +19,6 @@ MIN_TOKEN_LENGTH = 16
 """Shorter tokens are refused: a bearer token is the only thing between the network and patient data, so it
 must not be guessable (``python -c "import secrets; print(secrets.token_urlsafe(32))"`` makes one)."""
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
-MAX_VOXELS = 512 * 512 * 2000
-"""Default largest grid an upload may declare: a whole-body CT (512 x 512 in plane, 2000 slices: 1 m at 0.5 mm),
-beyond any single series the models segment; 1 GB as int16, 2 GB as float32 while it is read."""
 
 
 @dataclass
