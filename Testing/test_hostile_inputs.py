@@ -2,6 +2,7 @@
 naming the file or option, leaves every input byte-identical and writes no output."""
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -128,6 +129,28 @@ def test_predict_output_that_is_its_image_is_refused(capsys, case, tmp_path_fact
     folder, image, _ = case
     model = tmp_path_factory.mktemp("model")
     refused(capsys, folder, ["predict", image, "--model", model, "-o", image], "would overwrite the input")
+
+
+@pytest.mark.parametrize("option", ["--reference", "--points"])
+def test_output_that_is_the_reference_or_the_points_file_is_refused(capsys, case, option):
+    """Every input, not only the image and the painting, is never an output (a points file named like a label
+    map is the only way ``-o`` can name it)."""
+    folder, image, painted = case
+    given = folder / ("reference.nii.gz" if option == "--reference" else "points.nrrd")
+    given.write_bytes(painted.read_bytes() if option == "--reference" else b'{"points": []}')
+    refused(capsys, folder, ["adapt", image, "--exemplars", painted, option, given, "-o", given, "--method",
+                             "fill"], f"would overwrite the input {given}")
+
+
+@pytest.mark.parametrize("command", ["adapt", "predict"])
+def test_output_hard_linked_to_the_input_image_is_refused(capsys, case, tmp_path_factory, command):
+    """A hard link is the input under another name: compared by inode, not by path."""
+    folder, image, painted = case
+    os.link(image, folder / "out.nrrd")
+    prompt = (["--exemplars", painted, "--method", "fill"] if command == "adapt"
+              else ["--model", tmp_path_factory.mktemp("model")])  # empty: the clash is found before the model
+    refused(capsys, folder, [command, image, *prompt, "-o", folder / "out.nrrd"], f"would overwrite the input {image}")
+    assert os.path.samefile(image, folder / "out.nrrd")
 
 
 @pytest.mark.parametrize("points, expected", [

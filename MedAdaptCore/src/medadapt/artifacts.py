@@ -1,5 +1,5 @@
 """Adapter artifacts: trained LoRA / decoder weights and FSEFT heads (safetensors) plus a JSON manifest, saved
-atomically."""
+atomically; loaded only from a folder holding nothing but the plain files its manifest lists, each checksum-verified."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from medadapt.backends.base import PromptableBackend
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
-from medadapt.io.folders import replaced_whole
+from medadapt.io.folders import check_listed, folder_entries, replaced_whole
 from medadapt.io.volume import read_volume, write_volume
 from medadapt.manifest import FORMAT, validated_manifest
 from medadapt.methods.atlas import Atlas
@@ -94,32 +94,43 @@ def save_adapter(directory: str | Path, backend: PromptableBackend, config: Adap
     return directory
 
 
-def read_manifest(directory: str | Path) -> dict:
-    """The manifest of a saved adapter, with a clear error for a missing or broken one."""
-    path = Path(directory) / MANIFEST
+def read_manifest(directory: str | Path) -> tuple[dict, AdaptConfig]:
+    """The validated manifest of a saved adapter and its config, with a clear error for a missing, broken or
+    tampered one and for a folder holding anything its manifest does not list (a symbolic link, a stray file)."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise InputError(f"--model {directory}: no {MANIFEST} (not a MedAdapt adapter folder)")
+    entries = folder_entries(directory)
     try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise InputError(f"--model {directory}: no {MANIFEST} (not a MedAdapt adapter folder)") from exc
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: manifest is not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise InputError(f"{path}: manifest must be a JSON object, got {type(manifest).__name__}")
-    return manifest
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: manifest must be a JSON object, got {type(data).__name__}")
+    manifest, config = validated_manifest(data, path)
+    check_listed(directory, entries, adapter_files(manifest), MANIFEST)
+    return manifest, config
+
+
+def adapter_files(manifest: dict) -> set[str]:
+    """The files an adapter folder with ``manifest`` holds: nothing else may be in it."""
+    optional = {BASE_DELTA: "base_delta", HEADS: "heads", **{name: "atlas" for name in ATLAS_FILES.values()}}
+    return {MANIFEST, WEIGHTS} | {name for name, fact in optional.items() if fact in manifest}
 
 
 def load_adapter(directory: str | Path, device: str = "cpu") -> tuple[PromptableBackend, dict, AdaptConfig]:
     """Base model + saved adapter, checksums and keys verified; returns (backend, manifest, config)."""
     directory = Path(directory)
-    manifest, config = validated_manifest(read_manifest(directory), directory / MANIFEST)
-    weights = _verified_file(directory, WEIGHTS, manifest.get("adapter_sha256"))
+    manifest, config = read_manifest(directory)
+    weights = _verified_file(directory, WEIGHTS, manifest["adapter_sha256"])
+    facts = manifest.get("base_delta")
+    delta = _verified_file(directory, BASE_DELTA, facts["sha256"]) if facts else None  # all checked before loading
     backend = load_backend(manifest["base_model"]["name"], device, config.checkpoint, config.input_size)
-    if "base_delta" in manifest:
+    if delta is not None:
         from medadapt.lineage.model import BaseDelta, with_delta
-        facts = manifest["base_delta"]
-        path = _verified_file(directory, BASE_DELTA, facts.get("sha256"))
-        with_delta(backend, BaseDelta(_tensors(path), facts["sha256"], facts.get("lineage", ""), facts.get("stage", 0)),
-                   str(path))
+        with_delta(backend, BaseDelta(_tensors(delta), facts["sha256"], facts.get("lineage", ""),
+                                      facts.get("stage", 0)), str(delta))
     if manifest["base_model"].get("sha256") != backend.checkpoint_sha256:
         raise InputError(f"{directory}: adapter was trained on base weights {manifest['base_model'].get('sha256')}"
                          f" but the installed {backend.name} has {backend.checkpoint_sha256}")
@@ -149,7 +160,7 @@ def load_heads(directory: str | Path, manifest: dict) -> HeadSet | None:
         return None
     path = _verified_file(directory, HEADS, manifest["heads"].get("sha256"))
     heads = HeadSet.from_description(manifest["heads"])
-    state = load_file(str(path))
+    state = _tensors(path)
     expected = heads.state_dict()
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
         raise InputError(f"{path}: head weights do not match the manifest's heads {manifest['heads']['kind']!r}")

@@ -11,8 +11,10 @@ Rules (README: "Prompt-free FSEFT heads, prompt-free `predict`, `predict --batch
   not stop a cohort. Only a cancel (:class:`CancelledError`, Ctrl-C) stops the batch. ``attempts`` counts the tries.
 - **Skip**: an output that already exists in the output folder is finished (``write_volume`` writes to a temporary
   file and renames it, so a present file is complete); it is not rewritten and its row says ``skipped`` with
-  0 attempts. Delete an output to have it segmented again. An output that would overwrite an input is still refused
-  (:func:`check_batch_outputs`) before anything runs.
+  0 attempts. Delete an output to have it segmented again. A file the batch writes (an output, the summary or a
+  part file) that would overwrite an input (an image or the CSV list, compared by resolved path and by inode, so a
+  hard link counts) is refused (:func:`check_batch_outputs`) before anything runs, as is a CSV row that names a
+  folder or a file that is not a NIfTI / NRRD / MetaImage image (:func:`batch_inputs`).
 - **Several processes** (``torchrun``, ``WORLD_SIZE`` > 1; :func:`batch_group` joins the process group with
   ``methods.training.join_process_group``): input ``i`` (0-based, in the order above) is segmented by rank
   ``i % WORLD_SIZE``. Each rank writes its rows to ``summary.part-RANK.csv`` in the output folder; after a barrier
@@ -23,6 +25,7 @@ Rules (README: "Prompt-free FSEFT heads, prompt-free `predict`, `predict --batch
 from __future__ import annotations
 
 import csv
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -31,7 +34,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from medadapt.errors import CancelledError, InputError
-from medadapt.io.volume import same_file
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 SUMMARY = "summary.csv"
@@ -55,29 +57,54 @@ class BatchRow:
     error: str = ""
 
 
+class BatchInputs(list):
+    """The images of a batch, in order (a list of paths), and the CSV file that listed them (``listing``; ``None``
+    for a folder's images): an input too, which the batch must never overwrite."""
+
+    def __init__(self, images: list[Path], listing: Path | None = None):
+        super().__init__(images)
+        self.listing = listing
+
+
 def is_image(path: Path) -> bool:
     """Whether ``path`` names a NIfTI, NRRD or MetaImage file."""
     return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def batch_inputs(source: str | Path) -> list[Path]:
+def batch_inputs(source: str | Path) -> BatchInputs:
     """The images of a folder (NIfTI / NRRD / MHA, sorted by name) or of a CSV file's ``image`` column
-    (relative paths are taken from the CSV's folder)."""
+    (relative paths are taken from the CSV's folder; :func:`listed_image` checks each row)."""
     source = Path(source)
     if source.is_dir():
-        images = sorted(p for p in source.iterdir() if is_image(p))
+        images = BatchInputs(sorted(p for p in source.iterdir() if is_image(p)))
     elif source.is_file() and source.suffix.lower() == ".csv":
         with source.open(newline="") as handle:
             reader = csv.DictReader(handle)
             if "image" not in (reader.fieldnames or []):
                 raise InputError(f"--batch {source}: no 'image' column (columns: {reader.fieldnames or 'none'})")
-            images = [source.parent / row["image"].strip() for row in reader if (row["image"] or "").strip()]
+            images = BatchInputs([listed_image(source, number, row["image"].strip())
+                                  for number, row in enumerate(reader, start=2) if (row["image"] or "").strip()],
+                                 source)
     else:
         raise InputError(f"--batch {source}: expected a folder of NIfTI/NRRD/MHA images or a CSV file with an "
                          "'image' column")
     if not images:
         raise InputError(f"--batch {source}: no NIfTI, NRRD or MHA image found")
     return images
+
+
+def listed_image(listing: Path, row: int, cell: str) -> Path:
+    """The image that row ``row`` of the CSV file ``listing`` names (``cell``, relative to the file's folder);
+    :class:`InputError` when it is a folder or its name is not an image file's (a missing file is left to fail
+    on its own row)."""
+    path = listing.parent / cell
+    expected = f"expected a NIfTI, NRRD or MetaImage image file ({', '.join(IMAGE_SUFFIXES)})"
+    if path.is_dir():
+        raise InputError(f"--batch {listing} row {row}: {path} is a folder; {expected} (predict a DICOM series "
+                         "on its own: medadapt predict FOLDER -o OUTPUT)")
+    if not path.name.lower().endswith(IMAGE_SUFFIXES):
+        raise InputError(f"--batch {listing} row {row}: {path} is not an image file name; {expected}")
+    return path
 
 
 def output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
@@ -98,17 +125,32 @@ def output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
 
 def check_batch_outputs(inputs: list[Path], out_dir: Path) -> list[Path]:
     """The output paths of ``inputs`` in ``out_dir`` (:func:`output_paths`), or :class:`InputError` when the
-    folder cannot be made or an output would overwrite an input."""
+    folder cannot be made or a file the batch writes would overwrite an input (an image or the CSV list)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"-o {out_dir}: exists and is not a folder")
     if not out_dir.parent.is_dir():
         raise InputError(f"-o {out_dir}: parent folder {out_dir.parent} does not exist")
     outputs = output_paths(inputs, out_dir)
-    clash = next(((i, o) for o in outputs for i in inputs if same_file(i, o)), None)
-    if clash:
-        raise InputError(f"-o {out_dir}: output {clash[1]} would overwrite the input {clash[0]}; choose an output "
-                         "folder other than the inputs' folder")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    written = {_identity(path): path for path in [*outputs, out_dir / SUMMARY,
+                                                  *(out_dir / part_name(rank) for rank in range(world))]}
+    listing = inputs.listing if isinstance(inputs, BatchInputs) else None
+    for given in [*inputs, *([listing] if listing else [])]:
+        clash = written.get(_identity(given))
+        if clash:
+            raise InputError(f"-o {out_dir}: {clash} would overwrite the input {given}; choose an output folder "
+                             "other than the inputs' folder")
     return outputs
+
+
+def _identity(path: Path) -> tuple[int, int] | str:
+    """What makes two paths one file: device and inode of an existing file (so a hard link or symbolic link to it
+    is the same, as :func:`os.path.samefile` compares), else the resolved path."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path.resolve())
+    return stat.st_dev, stat.st_ino
 
 
 def shard(count: int, rank: int, world: int) -> list[int]:

@@ -162,8 +162,8 @@ def _show(args: argparse.Namespace) -> None:
     from medadapt.universal.folder import read_universal
     record = read_universal(args.folder).record
     shape = record.network
-    off = [part for part in ("task_priors", "modality_priors", "fusion") if not shape.get(part, True)]
-    base = ("volume backbone (trained on the images)" if shape.get("backbone") == "volume" else
+    off = [part for part in ("task_priors", "modality_priors", "fusion") if not getattr(shape, part)]
+    base = ("volume backbone (trained on the images)" if shape.backbone == "volume" else
             f"base {record.base_model} ({record.base_sha256[:12]}...)")
     print(f"universal model {args.folder}: {base}, modalities {', '.join(record.modalities)}"
           f"{'; ablated: ' + ', '.join(off) if off else ''}")

@@ -1,14 +1,19 @@
-"""Writing a folder of files as a whole: filled in a hidden staging folder beside it, then put in its place,
-so that readers never see it half-written and a failure leaves the old folder as it was."""
+"""MedAdapt's folders (adapters, lineages, universal models): written as a whole — filled in a hidden staging folder
+beside it, then put in its place, so that readers never see one half-written and a failure leaves the old folder
+as it was — and read only when they hold nothing but the plain files their record lists (no symbolic link, no
+stray file), so that loading or copying one never reaches outside it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from medadapt.errors import InputError
 
 
 @contextmanager
@@ -38,3 +43,57 @@ def _usual_permissions(folder: Path) -> None:
     os.umask(umask)
     for item in [folder, *folder.rglob("*")]:
         item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
+
+
+def folder_entries(folder: Path) -> set[str]:
+    """Every entry under ``folder`` by relative path (folders end in ``/``); :class:`InputError` naming the first
+    symbolic link or special file (pipe, socket, device) found, so that nothing read from a MedAdapt folder (or
+    copied out of it) comes from outside it. ``folder`` itself may be reached through a link."""
+    entries, pending = set(), [folder]
+    while pending:
+        current = pending.pop()
+        with os.scandir(current) as listing:
+            for item in sorted(listing, key=lambda entry: entry.name):
+                path, name = Path(item.path), Path(item.path).relative_to(folder).as_posix()
+                if item.is_symlink():
+                    raise InputError(f"{path}: symbolic link inside {folder}; a MedAdapt folder holds only the "
+                                     "plain files its record lists (remove the link)")
+                if item.is_dir(follow_symlinks=False):
+                    entries.add(f"{name}/")
+                    pending.append(path)
+                elif item.is_file(follow_symlinks=False):
+                    entries.add(name)
+                else:
+                    raise InputError(f"{path}: not a regular file or folder; a MedAdapt folder holds only the "
+                                     "plain files its record lists (remove it)")
+    return entries
+
+
+def check_listed(folder: Path, entries: set[str], listed: set[str], record: str) -> None:
+    """:class:`InputError` naming the first of ``entries`` (from :func:`folder_entries`) that ``record`` does not
+    list in ``listed`` (relative paths; folders end in ``/``)."""
+    unlisted = sorted(entries - listed)
+    if unlisted:
+        raise InputError(f"{folder / unlisted[0]}: not listed in {record}; a MedAdapt folder holds only the files "
+                         f"its {record} lists ({', '.join(sorted(listed))}); remove it")
+
+
+def check_folder_files(folder: Path, listed: set[str], record: str) -> None:
+    """:func:`folder_entries` and :func:`check_listed` at once (e.g. just before copying out of ``folder``)."""
+    check_listed(folder, folder_entries(folder), listed, record)
+
+
+def copy_verified(source: Path, target: Path, sha256: str) -> None:
+    """Copy ``source`` to ``target`` without following a symbolic link; :class:`InputError` naming ``source``
+    when it is a link or the copy's SHA-256 is not ``sha256`` (the file changed after it was checked)."""
+    digest = hashlib.sha256()
+    try:
+        with open(source, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW)) as reader, \
+                target.open("wb") as writer:
+            for block in iter(lambda: reader.read(1 << 20), b""):
+                digest.update(block)
+                writer.write(block)
+    except OSError as exc:
+        raise InputError(f"{source}: cannot be copied as a plain file ({exc.strerror})") from exc
+    if digest.hexdigest() != sha256:
+        raise InputError(f"{source}: checksum does not match its record (file changed or replaced)")

@@ -1,12 +1,12 @@
 """The lineage folder: ``lineage.json`` (base model, method, tasks, history, checksums), the current model
 ``model_delta.safetensors`` (a delta on the base weights, absent before the first task) and, unless turned off,
 ``retention/task-NN.safetensors`` (the slices each task keeps for later stages: patient data). Every file is
-checksum-verified on reading; a folder is only ever replaced whole."""
+checksum-verified on reading; a folder holding anything else (a symbolic link, a file lineage.json does not list) is
+refused, and one is only ever replaced whole."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from medadapt import __version__
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.errors import InputError
-from medadapt.io.folders import replaced_whole
+from medadapt.io.folders import check_folder_files, check_listed, copy_verified, folder_entries, replaced_whole
 
 FORMAT = 1
 RECORD = "lineage.json"
@@ -105,7 +105,18 @@ class Lineage:
         ``None`` when it kept none."""
         if task.retention_sha256 is None:
             return None
-        return _verified_tensors(self.path / RETENTION / f"task-{task.stage:02d}.safetensors", task.retention_sha256)
+        return _verified_tensors(self.path / retention_file(task.stage), task.retention_sha256)
+
+    def listed(self) -> set[str]:
+        """The entries ``lineage.json`` lists (relative paths, folders ending in ``/``): nothing else may be in
+        the folder."""
+        files = {RECORD, f"{RETENTION}/"} | ({DELTA} if self.record.delta_sha256 else set())
+        return files | {retention_file(task.stage) for task in self.record.tasks if task.retention_sha256}
+
+
+def retention_file(stage: int) -> str:
+    """The retention file of stage ``stage``, relative to the lineage folder."""
+    return f"{RETENTION}/task-{stage:02d}.safetensors"
 
 
 def _verified_tensors(path: Path, sha256: str) -> dict[str, torch.Tensor]:
@@ -131,6 +142,7 @@ def read_lineage(path: str | Path) -> Lineage:
     record_path = path / RECORD
     if not record_path.is_file():
         raise InputError(f"{path}: not a MedAdapt lineage (no {RECORD}); create one with `medadapt lineage create`")
+    entries = folder_entries(path)
     try:
         data = json.loads(record_path.read_text())
         record = LineageRecord.model_validate(data)
@@ -140,6 +152,7 @@ def read_lineage(path: str | Path) -> Lineage:
         error = exc.errors()[0]
         raise InputError(f"{record_path}: field {'.'.join(str(p) for p in error['loc'])}: {error['msg']}") from exc
     lineage = Lineage(path, record)
+    check_listed(path, entries, lineage.listed(), RECORD)
     if [task.stage for task in record.tasks] != list(range(1, len(record.tasks) + 1)):
         raise InputError(f"{record_path}: tasks must be stages 1..{len(record.tasks)} in order")
     if (record.delta_sha256 is None) != (not record.tasks):
@@ -169,25 +182,36 @@ def check_new_folder(path: str | Path) -> Path:
 
 
 def write_lineage(path: str | Path, record: LineageRecord, delta: dict[str, torch.Tensor] | None = None,
-                  retention: dict[int, dict[str, torch.Tensor]] | None = None, keep_from: Path | None = None
+                  retention: dict[int, dict[str, torch.Tensor]] | None = None, keep_from: Lineage | None = None
                   ) -> Lineage:
     """Write ``record`` with the new ``delta`` and the new stages' ``retention`` tensors (by stage) into
-    ``path``, replacing it whole; retention files of earlier stages are copied from ``keep_from``. The
-    record's checksums are filled in here."""
+    ``path``, replacing it whole; the retention files (and, without a new ``delta``, the delta) that the lineage
+    ``keep_from`` lists are copied from it, checked again first (:func:`_keep`). The record's checksums are
+    filled in here."""
     path = Path(path)
     with replaced_whole(path) as staging:
         (staging / RETENTION).mkdir()
-        if keep_from is not None and (keep_from / RETENTION).is_dir():
-            for old in (keep_from / RETENTION).glob("task-*.safetensors"):
-                shutil.copy2(old, staging / RETENTION / old.name)
+        if keep_from is not None:
+            _keep(keep_from, staging, delta is None)
         if delta is not None:
             save_file({k: v.contiguous() for k, v in delta.items()}, str(staging / DELTA))
             record.delta_sha256 = sha256_of(staging / DELTA)
-        elif keep_from is not None and (keep_from / DELTA).is_file():
-            shutil.copy2(keep_from / DELTA, staging / DELTA)
         for stage, tensors in (retention or {}).items():
-            target = staging / RETENTION / f"task-{stage:02d}.safetensors"
+            target = staging / retention_file(stage)
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(target))
             record.tasks[stage - 1].retention_sha256 = sha256_of(target)
         (staging / RECORD).write_text(record.model_dump_json(indent=2))
     return read_lineage(path)
+
+
+def _keep(lineage: Lineage, staging: Path, with_delta: bool) -> None:
+    """Copy into ``staging`` the retention files ``lineage`` lists (and its delta when ``with_delta``), after
+    checking its folder again (it may have changed while the stage trained): only listed plain files, each copy
+    checksum-verified."""
+    check_folder_files(lineage.path, lineage.listed(), RECORD)
+    kept = [(retention_file(task.stage), task.retention_sha256) for task in lineage.record.tasks
+            if task.retention_sha256]
+    if with_delta and lineage.record.delta_sha256:
+        kept.append((DELTA, lineage.record.delta_sha256))
+    for name, sha256 in kept:
+        copy_verified(lineage.path / name, staging / name, sha256)

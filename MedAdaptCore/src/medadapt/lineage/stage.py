@@ -120,7 +120,7 @@ def learn_task(lineage: Lineage, student, task: FrameSet, facts: TaskFacts, devi
     retention = {facts.stage: selected.to_retained()} if record.retention else {}
     if _rank() != 0:
         return lineage
-    return write_lineage(lineage.path, new_record, delta, retention, keep_from=lineage.path)
+    return write_lineage(lineage.path, new_record, delta, retention, keep_from=lineage)
 
 
 def stage_dice(model, sets: dict[str, FrameSet], embeddings: dict[str, torch.Tensor] | None, margin: float

@@ -1,7 +1,9 @@
 """The universal model folder: ``universal.json`` (base model — none for the volume backbone —, network shape,
 tasks with their label values and modalities, training settings, history, checksum) and ``weights.safetensors``.
-The weights are checksum-verified before use; the folder is only ever written whole. It holds no patient data (no
-image, label or slice)."""
+``universal.json`` is validated against its schema (types and ranges, so that a malformed model is refused by field
+before any allocation) and the weights are checksum-verified before use; a folder holding anything else (a symbolic
+link, a stray file) is refused, and one is only ever written whole. It holds no patient data (no image, label or
+slice)."""
 
 from __future__ import annotations
 
@@ -9,22 +11,29 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from safetensors.torch import load_file, save_file
 
 from medadapt import __version__
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.errors import InputError
-from medadapt.io.folders import replaced_whole
+from medadapt.io.folders import check_listed, folder_entries, replaced_whole
+from medadapt.io.volume import MAX_LABEL, MAX_LABEL_COUNT
+from medadapt.universal.collection import NAME
 from medadapt.universal.network import UniversalNetwork
 from medadapt.universal.network3d import VolumeUniversalNetwork
-from medadapt.universal.priors import BACKBONES, NetworkShape, PriorConditioned
+from medadapt.universal.priors import NetworkShape, PriorConditioned
 
 FORMAT = 2
 RECORD = "universal.json"
 WEIGHTS = "weights.safetensors"
+MAX_MODALITIES = 64
+"""Modalities a model may know (each owns prior tokens; far beyond any real collection)."""
+
+Name = Annotated[str, Field(pattern=NAME.pattern)]
+"""A task or modality name, as a collection spells it (:data:`medadapt.universal.collection.NAME`)."""
 
 
 class TaskRecord(BaseModel):
@@ -32,9 +41,9 @@ class TaskRecord(BaseModel):
     label map held it as one piece (prediction then keeps its largest piece), the stage that added it and how
     many volumes taught it."""
 
-    name: str
-    value: int = Field(ge=1)
-    modalities: list[str]
+    name: Name
+    value: int = Field(ge=1, le=MAX_LABEL)
+    modalities: list[Name]
     one_piece: bool
     stage: int = Field(ge=1)
     volumes: int = Field(ge=1)
@@ -63,12 +72,28 @@ class UniversalRecord(BaseModel):
     created: str
     base_model: str
     base_sha256: str
-    network: dict
-    modalities: list[str] = Field(min_length=1)
-    tasks: list[TaskRecord] = Field(min_length=1)
+    network: NetworkShape
+    modalities: list[Name] = Field(min_length=1, max_length=MAX_MODALITIES)
+    tasks: list[TaskRecord] = Field(min_length=1, max_length=MAX_LABEL_COUNT)
     settings: dict
     history: list[StageRecord] = []
     weights_sha256: str = ""
+
+    @field_validator("modalities")
+    @classmethod
+    def _distinct_modalities(cls, modalities: list[str]) -> list[str]:
+        """Each modality once (each owns one pool of prior tokens)."""
+        if len(set(modalities)) != len(modalities):
+            raise ValueError("modality names must be unique")
+        return modalities
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_tasks(cls, tasks: list[TaskRecord]) -> list[TaskRecord]:
+        """Each task name and each label value once (a label map holds one value per voxel)."""
+        if len({task.name for task in tasks}) != len(tasks) or len({task.value for task in tasks}) != len(tasks):
+            raise ValueError("task names and label values must be unique")
+        return tasks
 
 
 @dataclass
@@ -94,41 +119,41 @@ def is_universal(path: str | Path) -> bool:
 
 
 def build_network(record: UniversalRecord) -> PriorConditioned:
-    """The network ``record`` describes, with fresh weights; :class:`InputError` for an unknown shape."""
+    """The network ``record`` describes, with fresh weights."""
+    network = VolumeUniversalNetwork if record.network.backbone == "volume" else UniversalNetwork
+    return network(record.network, [task.name for task in record.tasks], record.modalities)
+
+
+def validated_record(fields: object, where: Path) -> UniversalRecord:
+    """``fields`` (``universal.json``'s content) as a record; :class:`InputError` naming ``where``, the first wrong
+    field and the value found otherwise."""
+    if isinstance(fields, dict) and fields.get("format") == 1:
+        raise InputError(f"{where}: field format: 1 is an earlier MedAdapt's layout of the prior tokens; "
+                         "train the model again with `medadapt universal train`")
     try:
-        shape = NetworkShape(**record.network)
-    except TypeError as exc:
-        raise InputError(f"{RECORD}: field network: {exc}") from exc
-    if shape.backbone not in BACKBONES:
-        raise InputError(f"{RECORD}: field network.backbone: expected one of {', '.join(BACKBONES)}, got "
-                         f"{shape.backbone!r}")
-    network = VolumeUniversalNetwork if shape.backbone == "volume" else UniversalNetwork
-    return network(shape, [task.name for task in record.tasks], record.modalities)
+        return UniversalRecord.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        found = error.get("input")
+        got = f" (got {found!r})" if isinstance(found, (int, float, str)) and len(repr(found)) <= 40 else ""
+        raise InputError(f"{where}: field {'.'.join(str(p) for p in error['loc'])}: {error['msg']}{got}") from exc
 
 
 def read_universal(path: str | Path) -> UniversalModel:
-    """The model at ``path``: record validated, weights checksum-verified and loaded; :class:`InputError` naming
-    the file and field otherwise."""
+    """The model at ``path``: its folder holding only the plain files its record lists, record validated,
+    weights checksum-verified and loaded; :class:`InputError` naming the file and field otherwise."""
     path = Path(path)
     record_path = path / RECORD
     if not record_path.is_file():
         raise InputError(f"{path}: not a MedAdapt universal model (no {RECORD}); train one with "
                          "`medadapt universal train`")
+    entries = folder_entries(path)
     try:
         fields = json.loads(record_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{record_path}: not valid JSON ({exc})") from exc
-    if isinstance(fields, dict) and fields.get("format") == 1:
-        raise InputError(f"{record_path}: field format: 1 is an earlier MedAdapt's layout of the prior tokens; "
-                         "train the model again with `medadapt universal train`")
-    try:
-        record = UniversalRecord.model_validate(fields)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise InputError(f"{record_path}: field {'.'.join(str(p) for p in error['loc'])}: {error['msg']}") from exc
-    names = [task.name for task in record.tasks]
-    if len(set(names)) != len(names) or len({task.value for task in record.tasks}) != len(names):
-        raise InputError(f"{record_path}: field tasks: names and label values must be unique")
+    record = validated_record(fields, record_path)
+    check_listed(path, entries, {RECORD, WEIGHTS}, RECORD)
     weights = path / WEIGHTS
     if not weights.is_file():
         raise InputError(f"{weights}: missing from the universal model ({RECORD} lists it)")
@@ -157,6 +182,7 @@ def check_output_folder(path: str | Path) -> Path:
 def write_universal(path: str | Path, model: UniversalModel) -> UniversalModel:
     """Write ``model`` to ``path`` whole (a folder that exists is replaced only once the new one is complete)."""
     path = Path(path)
+    validated_record(model.record.model_dump(), path / RECORD)  # never write a model that would be refused
     with replaced_whole(path) as staging:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.network.state_dict().items()},
                   str(staging / WEIGHTS))
@@ -170,5 +196,5 @@ def new_record(base_model: str, base_sha256: str, shape: NetworkShape, tasks: li
     """The record of a freshly trained model (history and checksum filled in by the caller and the writer)."""
     return UniversalRecord(format=FORMAT, kind="medadapt-universal", medadapt_version=__version__,
                            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), base_model=base_model,
-                           base_sha256=base_sha256, network=shape.describe(), modalities=modalities, tasks=tasks,
+                           base_sha256=base_sha256, network=shape, modalities=modalities, tasks=tasks,
                            settings=settings)

@@ -12,10 +12,12 @@ output depends only on its own tokens and the shared weights: adding a task neve
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 from torch import nn
 
 BACKBONES = ("embeddings", "volume")
@@ -23,25 +25,25 @@ BACKBONES = ("embeddings", "volume")
 trained end to end on the image itself."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class NetworkShape:
     """What builds the network before its weights are loaded: the backbone (:data:`BACKBONES`), input channels,
     width (the volume trunk's first level; it doubles per level), tokens per task and per modality at each fusion
-    layer, attention heads, and the three parts the ablations switch off."""
+    layer, attention heads, and the three parts the ablations switch off.
 
-    backbone: str = "embeddings"
-    in_channels: int = 256
-    width: int = 96
-    task_tokens: int = 2
-    modality_tokens: int = 4
-    heads: int = 4
+    A pydantic dataclass: ``universal.json`` holds it, so its ranges bound what a model file can make MedAdapt
+    allocate (far beyond any useful shape), and a multiple of 8 as width with a power of two as heads is what
+    the group norms and attention layers divide."""
+
+    backbone: Literal[BACKBONES] = "embeddings"
+    in_channels: int = Field(256, ge=1, le=1024)
+    width: int = Field(96, ge=8, le=256, multiple_of=8)
+    task_tokens: int = Field(2, ge=1, le=64)
+    modality_tokens: int = Field(4, ge=1, le=64)
+    heads: Literal[1, 2, 4, 8] = 4
     task_priors: bool = True
     modality_priors: bool = True
     fusion: bool = True
-
-    def describe(self) -> dict:
-        """A JSON-ready copy (kept in the model's manifest)."""
-        return asdict(self)
 
 
 def shape_for(backbone: str, **parts: bool) -> NetworkShape:
