@@ -434,3 +434,17 @@ def test_a_failed_lineage_save_leaves_the_old_lineage(lineage, tmp_path, monkeyp
     with pytest.raises(OSError, match="No space left"):
         write_lineage(copy, loaded.record.model_copy(deep=True), {"mask_decoder.w": torch.zeros(4)})
     assert digest(tmp_path) == before and [p.name for p in tmp_path.iterdir()] == ["abdomen"]
+
+
+@pytest.mark.parametrize("name", ["atlas_image.nii.gz", "atlas_labels.nii.gz"])
+def test_predict_never_writes_over_a_file_of_its_own_model(capsys, adapter, tmp_path, name):
+    """``-o MODEL/atlas_image.nii.gz`` would break the adapter it reads: refused (naming the option) before the
+    model loads."""
+    model = tmp_path / "model"
+    shutil.copytree(adapter, model)
+    image = tmp_path / "image.nrrd"
+    write_volume(tiny_volume(False), image)
+    before = digest(model)
+    code, _, err = run_cli(capsys, "predict", image, "--model", model, "-o", model / name, "--device", "cpu")
+    assert code == 2 and f"would overwrite the input {model / name} (--model {name})" in err, err
+    assert digest(model) == before

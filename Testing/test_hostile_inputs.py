@@ -139,7 +139,7 @@ def test_output_that_is_the_reference_or_the_points_file_is_refused(capsys, case
     given = folder / ("reference.nii.gz" if option == "--reference" else "points.nrrd")
     given.write_bytes(painted.read_bytes() if option == "--reference" else b'{"points": []}')
     refused(capsys, folder, ["adapt", image, "--exemplars", painted, option, given, "-o", given, "--method",
-                             "fill"], f"would overwrite the input {given}")
+                             "fill"], f"would overwrite the input {given} ({option})")
 
 
 @pytest.mark.parametrize("command", ["adapt", "predict"])

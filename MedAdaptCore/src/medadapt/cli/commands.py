@@ -41,7 +41,8 @@ def run_adapt(args: argparse.Namespace) -> None:
     from medadapt.evaluation.metrics import evaluate
     from medadapt.methods.atlas import make_atlas
     from medadapt.pipeline import adapt
-    output = check_writable(args.output, (args.image, args.exemplars, args.reference, args.points))
+    output = check_writable(args.output, {"IMAGE": args.image, "--exemplars": args.exemplars,
+                                           "--reference": args.reference, "--points": args.points})
     config = adapt_config(args)
     if args.save_model:
         if not method_for(config.method).saveable:
@@ -82,7 +83,7 @@ def run_adapt(args: argparse.Namespace) -> None:
 def run_predict(args: argparse.Namespace) -> None:
     """``medadapt predict``: a saved adapter applied to another volume (or, with ``--batch``, to many) from
     painted slices and/or clicks, or without any prompt for models with heads."""
-    from medadapt.artifacts import load_adapter, load_atlas, load_heads
+    from medadapt.artifacts import adapter_files, load_adapter, load_atlas, load_heads, read_manifest
     from medadapt.universal.folder import is_universal
     if is_universal(args.model):
         from medadapt.cli.universal import run_predict as run_universal_predict
@@ -108,7 +109,9 @@ def run_predict(args: argparse.Namespace) -> None:
                 args.allow_header_files), not args.quiet)
             finish_batch(rows, Path(args.output))
         return
-    check_writable(args.output, (args.image, args.exemplars, args.points))
+    check_writable(args.output, {"IMAGE": args.image, "--exemplars": args.exemplars, "--points": args.points})
+    check_writable(args.output, {f"--model {name}": Path(args.model) / name
+                                 for name in adapter_files(read_manifest(args.model)[0])})
     device = resolve_device(args.device)
     backend, manifest, config = load_adapter(args.model, device)
     heads = load_heads(args.model, manifest)
@@ -123,7 +126,7 @@ def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfi
     """Segment one image with a loaded adapter and write the label map; returns the output path
     (``allow_header_files``: :func:`read_volume`'s)."""
     from medadapt.pipeline import predict, window_for
-    output = check_writable(output, (image_path, exemplars_path, points_path))
+    output = check_writable(output, {"IMAGE": image_path, "--exemplars": exemplars_path, "--points": points_path})
     image = read_volume(image_path, allow_header_files=allow_header_files)
     exemplars = None
     if exemplars_path:

@@ -195,7 +195,7 @@ def run_predict(args: argparse.Namespace) -> None:
         inputs = batch_inputs(args.batch)
         check_batch_outputs(inputs, Path(args.output))
     else:
-        check_writable(args.output, (args.image,))
+        check_writable(args.output, {"IMAGE": args.image})
     device = resolve_device(args.device)
     if args.batch:
         with batch_group(device):  # under torchrun each process segments its share (predict_batch)
@@ -216,7 +216,7 @@ def _segment(model, backend, image_path, output, tasks: list[str], modality: str
     from medadapt.cli.progress_bar import TqdmProgress
     from medadapt.io.volume import check_writable, read_volume, write_volume
     from medadapt.universal.predict import choose_modality, predict_tasks
-    output = check_writable(output, (image_path,))
+    output = check_writable(output, {"IMAGE": image_path})
     image = read_volume(image_path)
     progress = TqdmProgress(show)
     try:

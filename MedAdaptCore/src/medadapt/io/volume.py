@@ -235,10 +235,10 @@ WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 """Label-map file types written (NIfTI, NRRD, MetaImage)."""
 
 
-def check_writable(path: str | os.PathLike, inputs: tuple = ()) -> Path:
+def check_writable(path: str | os.PathLike, inputs: dict | None = None) -> Path:
     """Fail early with :class:`InputError` when ``path`` cannot be written as a label map: its folder is
     missing or not writable, it is a folder, its extension is not one of :data:`WRITABLE_SUFFIXES`, or it is
-    the same file as one of ``inputs`` (never overwrite an input)."""
+    the same file (hard links too) as one of ``inputs`` (option name -> path; never overwrite an input)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
@@ -249,9 +249,10 @@ def check_writable(path: str | os.PathLike, inputs: tuple = ()) -> Path:
         raise InputError(f"{path}: output folder {parent} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InputError(f"{path}: output path is not writable")
-    for given in inputs:
+    for option, given in (inputs or {}).items():
         if given and same_file(path, given):
-            raise InputError(f"{path}: output would overwrite the input {given}; choose another output name")
+            raise InputError(f"{path}: output would overwrite the input {given} ({option}); choose another output "
+                             "name")
     return path
 
 
