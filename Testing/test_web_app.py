@@ -22,7 +22,7 @@ pytest.importorskip("trame_slicer", reason="the browser UI needs trame-slicer (r
 sys.path.insert(0, str(REPO / "MedAdaptSlicer"))
 
 from MedAdaptSlicerLib.conversion import segment_array  # noqa: E402
-from MedAdaptSlicerLib.web_app import MedAdaptWebApp  # noqa: E402
+from medadapt_web.app import MedAdaptWebApp  # noqa: E402
 from trame.app import get_server  # noqa: E402
 from trame_slicer.segmentation import SegmentationEffectPaint  # noqa: E402
 
@@ -227,8 +227,8 @@ def test_remote_mode_runs_adapt_on_a_medadapt_server(painted_app, tmp_path):
 
 
 def test_the_command_checks_its_options_before_starting(tmp_path, capsys, monkeypatch):
-    from medadapt.cli import web
     from medadapt.cli.main import build_parser, main
+    from medadapt_web import cli as web
 
     monkeypatch.delenv("MEDADAPT_TOKEN", raising=False)
     assert main(["web", "--data", str(tmp_path / "missing.nii.gz")]) == 2

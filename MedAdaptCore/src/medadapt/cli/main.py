@@ -1,5 +1,6 @@
 """Command line: ``medadapt adapt``, ``medadapt predict``, ``medadapt demo``, ``medadapt lineage``,
-``medadapt universal``, ``medadapt serve`` and ``medadapt web``.
+``medadapt universal``, ``medadapt serve``, and the sub-commands that installed packages add through the
+:data:`COMMANDS_GROUP` entry points (``medadapt web``, from ``MedAdaptWeb/``).
 
 Exit codes: 0 ok, 2 bad input (the message names the file or option and what was wrong), 1 internal error,
 130 cancelled.
@@ -12,15 +13,25 @@ import os
 import sys
 import traceback
 import warnings
+from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Callable
 
 from medadapt.cli.lineage import add_parser as add_lineage_parser
 from medadapt.cli.serve import add_parser as add_serve_parser
 from medadapt.cli.universal import add_parser as add_universal_parser
-from medadapt.cli.web import add_parser as add_web_parser
 from medadapt.errors import CancelledError, InputError
 from medadapt.methods.registry import method_for
 from medadapt.options import OPTION_RANGES, check_option_values
+
+COMMANDS_GROUP = "medadapt.commands"
+"""Entry-point group of the sub-commands other packages add: each entry is named after its sub-command and names
+a module with ``add_parser(commands)`` and ``run(args)``, like the command modules here."""
+
+
+def added_commands() -> dict[str, ModuleType]:
+    """The modules of the sub-commands installed packages add (:data:`COMMANDS_GROUP`), by name."""
+    return {point.name: point.load() for point in entry_points(group=COMMANDS_GROUP)}
 
 
 def _add_common(parser: argparse.ArgumentParser, batch: bool = False) -> None:
@@ -103,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_lineage_parser(commands)
     add_universal_parser(commands)
     add_serve_parser(commands)
-    add_web_parser(commands)
+    for module in added_commands().values():
+        module.add_parser(commands)
     return parser
 
 
@@ -157,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # before torch is imported
         from medadapt.cli import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
-        from medadapt.cli import lineage, serve, universal, web
-        {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo,
-         "lineage": lineage.run, "universal": universal.run, "serve": serve.run, "web": web.run}[args.command](args)
+        from medadapt.cli import lineage, serve, universal
+        runs = {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo,
+                "lineage": lineage.run, "universal": universal.run, "serve": serve.run}
+        runs.update((name, module.run) for name, module in added_commands().items())
+        runs[args.command](args)
     return run_with_exit_code("medadapt", job, args.debug)
 

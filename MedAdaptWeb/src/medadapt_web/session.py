@@ -1,7 +1,8 @@
-"""What ``medadapt web`` (the browser UI, :mod:`web_app`) does with the scene, without trame: load a volume with a
-segmentation of one segment and two point lists, Adapt (the local core through :class:`logic.MedAdaptLogic`, or
-a ``medadapt serve`` server through :class:`remote.RemoteLogic`, as in the module), the preview, Accept / Reject
-and the accepted segment as a NIfTI label map to download.
+"""What ``medadapt web`` (the browser UI, :mod:`medadapt_web.app`) does with the scene, without trame: load a
+volume with a segmentation of one segment and two point lists, Adapt (the local core through
+:class:`MedAdaptSlicerLib.logic.MedAdaptLogic`, or a ``medadapt serve`` server through
+:class:`MedAdaptSlicerLib.remote.RemoteLogic`, as in the module), the preview, Accept / Reject and the accepted
+segment as a NIfTI label map to download.
 
 Runs on the MRML scene of a ``trame_slicer.core.SlicerApp`` (the same slicer-core scene and segment editor the
 browser paints into); tests drive it without a browser or a trame server. Jobs run on a worker thread and their
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import results
-from .conversion import segment_array, volume_from_node
-from .jobs import Job, ThreadRunner
-from .parameters import Parameters
+from MedAdaptSlicerLib import results
+from MedAdaptSlicerLib.conversion import segment_array, volume_from_node
+from MedAdaptSlicerLib.jobs import Job, ThreadRunner
+from MedAdaptSlicerLib.parameters import Parameters
 
 SEGMENT_COLOUR = (0.87, 0.35, 0.25)
 POINT_LISTS = (("positive points", (0.2, 0.9, 0.3)), ("negative points", (0.95, 0.2, 0.2)))
@@ -29,12 +30,13 @@ class WebSession:
     """One browser session's data on ``slicer_app``'s scene: the volume, a segmentation with the segment
     ``segment_name`` that the paint effect edits, the positive / negative point lists, and the Adapt job.
 
-    ``jobs``: :class:`logic.MedAdaptLogic` (the local core, the default) or :class:`remote.RemoteLogic` (a
-    server); both have the same ``start_adapt`` and a ``runner`` whose ``poll`` delivers the job's callbacks."""
+    ``jobs``: :class:`MedAdaptSlicerLib.logic.MedAdaptLogic` (the local core, the default) or
+    :class:`MedAdaptSlicerLib.remote.RemoteLogic` (a server); both have the same ``start_adapt`` and a ``runner``
+    whose ``poll`` delivers the job's callbacks."""
 
     def __init__(self, slicer_app, jobs=None, segment_name: str = "liver"):
         if jobs is None:
-            from .logic import MedAdaptLogic
+            from MedAdaptSlicerLib.logic import MedAdaptLogic
             jobs = MedAdaptLogic(ThreadRunner())
         self.app, self.jobs, self.segment_name = slicer_app, jobs, segment_name
         self.volume_node = self.segmentation_node = None

@@ -4,8 +4,9 @@ MedAdaptSlicerLib logic as the Slicer module.
 Load a volume (the one given with ``--data`` at start, or an upload), paint the segment with the segment
 editor's Paint effect in the axial view (trame-slicer's own effect, brush and undo), place optional positive /
 negative points, Adapt (progress bar, Cancel), see the preview segment in the slice and 3D views, Accept or
-Reject, and download the segment as a NIfTI label map. Adapt runs the local core (:class:`logic.MedAdaptLogic`)
-or a ``medadapt serve`` server (:class:`remote.RemoteLogic`, the Slicer module's Remote mode).
+Reject, and download the segment as a NIfTI label map. Adapt runs the local core
+(:class:`MedAdaptSlicerLib.logic.MedAdaptLogic`) or a ``medadapt serve`` server
+(:class:`MedAdaptSlicerLib.remote.RemoteLogic`, the Slicer module's Remote mode).
 
 Rendering: every view is a VTK render window rendered off screen on the server (VTK picks EGL, or OSMesa, when
 there is no display) and streamed to the page as JPEG images by trame-rca; the page sends mouse and keyboard
@@ -14,7 +15,9 @@ events back, which reach the views' interactors, so painting runs the real segme
 Access (:class:`PageAccess`): a login through wslink's hello handshake, websockets only from the page's own
 origin, and one session at a time; uploads are written under names this server makes (:func:`write_uploads`).
 
-This module imports trame; the rest of the library does not (it is not part of the Slicer extension build).
+This module imports trame; ``MedAdaptSlicerLib``, the Slicer module's library it drives, does not (the desktop
+Slicer has no trame). That library must be importable first: :func:`medadapt_web.cli.run` finds it
+(:func:`medadapt_web.cli.slicer_lib_folder`).
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ from medadapt.errors import InputError
 from medadapt.io.headers import MAX_VOXELS, checked_reader
 from medadapt.server.settings import is_loopback
 
-from .parameters import Parameters
-from .web_session import WebSession
+from MedAdaptSlicerLib.parameters import Parameters
+
+from .session import WebSession
 
 LAYOUT = "MedAdapt"
 BRUSH_MM = 10
@@ -562,8 +566,8 @@ def start(port: int = 8080, host: str = "127.0.0.1", data: str | Path | None = N
 
     jobs, mode = None, "local core"
     if server_url:
-        from .remote import RemoteLogic
-        from .remote_client import RemoteError
+        from MedAdaptSlicerLib.remote import RemoteLogic
+        from MedAdaptSlicerLib.remote_client import RemoteError
         try:
             jobs = RemoteLogic(server_url, token)
             print(jobs.test_connection(), flush=True)  # fail now, with the server's answer, not at the first Adapt

@@ -1,11 +1,14 @@
-"""``medadapt web``: the browser UI (README: Browser UI). The app itself is the trame-slicer app
-``MedAdaptSlicerLib.web_app``, which lives with the Slicer module's library (it drives the same MRML logic), so
-this command finds that library first: the folder in ``MEDADAPT_SLICER_LIB`` (the folder that holds
-``MedAdaptSlicerLib``), else ``MedAdaptSlicer/`` beside ``MedAdaptCore/`` in a source checkout.
+"""``medadapt web``: the browser UI (docs/web.md). The core's command line finds this module through the
+``medadapt.commands`` entry point of this package (``web``) and calls :func:`add_parser` and :func:`run`.
+
+The app (:mod:`medadapt_web.app`) drives the Slicer module's library ``MedAdaptSlicerLib`` (the same MRML logic),
+which is not a pip package, so :func:`run` puts it on ``sys.path`` first (:func:`slicer_lib_folder`): the folder
+in ``MEDADAPT_SLICER_LIB`` (the folder that holds ``MedAdaptSlicerLib``), else ``MedAdaptSlicer/`` beside
+``MedAdaptWeb/`` in the checkout this package was installed from.
 
 Single-user: one process holds one scene, and it serves one browser session at a time (a second tab or user is
 refused while a session is open). The page's login takes the tokens of ``--token-file`` (``medadapt serve``'s
-format) or ``MEDADAPT_TOKEN``; without one it answers on this computer only (see ``web_app.PageAccess``)."""
+format) or ``MEDADAPT_TOKEN``; without one it answers on this computer only (see ``app.PageAccess``)."""
 
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ from pathlib import Path
 from medadapt.errors import InputError
 from medadapt.io.headers import MAX_VOXELS
 
-CHECKOUT_LIB = Path(__file__).resolve().parents[4] / "MedAdaptSlicer"
-"""``MedAdaptSlicer/`` of the checkout this package was installed from (``pip install -e ./MedAdaptCore``)."""
+CHECKOUT_LIB = Path(__file__).resolve().parents[3] / "MedAdaptSlicer"
+"""``MedAdaptSlicer/`` of the checkout this package was installed from (``pip install -e ./MedAdaptWeb``)."""
 
 
 def add_parser(commands) -> None:
@@ -55,7 +58,7 @@ def slicer_lib_folder() -> Path:
     candidates = [Path(os.environ["MEDADAPT_SLICER_LIB"])] if os.environ.get("MEDADAPT_SLICER_LIB") else []
     candidates.append(CHECKOUT_LIB)
     for folder in candidates:
-        if (folder / "MedAdaptSlicerLib" / "web_app.py").is_file():
+        if (folder / "MedAdaptSlicerLib" / "__init__.py").is_file():
             return folder
     raise InputError("medadapt web needs MedAdaptSlicerLib (the Slicer module's library); not found in "
                      f"{', '.join(map(str, candidates))}: set MEDADAPT_SLICER_LIB to the MedAdaptSlicer folder of "
@@ -112,7 +115,7 @@ def run(args: argparse.Namespace) -> None:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     try:
-        from MedAdaptSlicerLib.web_app import start
+        from .app import start
     except ImportError as exc:
         raise InputError(f"medadapt web needs trame-slicer and slicer-core ({exc}); pip install "
                          "trame-slicer==2.0.0 slicer-layer-dm==2.0.0 slicer-core==5.11.0.6 vtk==9.6.0") from exc
