@@ -64,8 +64,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.deviceSelector = qt.QComboBox()
         self.deviceSelector.addItems(["auto", "cpu", "cuda", "mps"])
         self.scriptedEffect.addLabeledOptionsWidget("Device:", self.deviceSelector)
+        from MedAdaptSlicerLib.parameters import BASE_MODELS
         self.baseModelSelector = qt.QComboBox()
-        self.baseModelSelector.addItems(["litemedsam", "sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam", "swinunetr"])
+        self.baseModelSelector.addItems(list(BASE_MODELS))
         self.scriptedEffect.addLabeledOptionsWidget("Base model:", self.baseModelSelector)
         self.checkpointEdit = qt.QLineEdit()
         self.checkpointEdit.placeholderText = "empty: download once (LiteMedSAM ships with MedAdapt)"

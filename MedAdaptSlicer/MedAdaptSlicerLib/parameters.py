@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BETWEEN = ("warp", "auto", "model", "fill")
 BASE_MODELS = ("litemedsam", "sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam", "swinunetr")
+"""The core's backend registry names, kept here so the module loads without the core (a test keeps them equal)."""
+VOLUME_MODELS = ("swinunetr",)
+"""The registry's 3D volume models: FSEFT heads only, no synthetic pairs, weights from a local file only."""
 LORA_PARTS = ("", "decoder", "encoder", "encoder,decoder")
 """LoRA placement choices; "" places it per device (decoder on a CPU, encoder and decoder on a GPU)."""
 
@@ -61,17 +64,17 @@ class Parameters:
             raise InputError(f"synthesis amount: must be 0 or more, got {self.synthesis_per_exemplar}")
         if int(self.input_size) < 0:
             raise InputError(f"input size: must be 0 (the model's own) or more, got {self.input_size}")
-        if self.base_model == "swinunetr" and not self.checkpoint:
-            raise InputError("checkpoint: the swinunetr base model needs a local weights file")
+        if self.base_model in VOLUME_MODELS and not self.checkpoint:
+            raise InputError(f"checkpoint: the {self.base_model} base model needs a local weights file")
         return self
 
     def _option_values(self) -> dict:
         """The choices under their ``medadapt adapt`` option names (``None``: the method's default), device and
         checkpoint left out."""
-        swin = self.base_model == "swinunetr"
+        volume = self.base_model in VOLUME_MODELS
         return dict(method=self.method, base_model=self.base_model, input_size=int(self.input_size) or None,
                     seed=int(self.seed), iterations=int(self.iterations) or None, rank=int(self.rank),
-                    synthetic=None if swin else int(self.synthesis_per_exemplar), between=self.between,
+                    synthetic=None if volume else int(self.synthesis_per_exemplar), between=self.between,
                     lora_parts=self.lora_parts or None)
 
     def to_options(self) -> AdaptOptions:

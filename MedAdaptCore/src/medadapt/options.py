@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from medadapt.backends.registry import REGISTRY, VOLUME_MODEL, kind_of
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
 from medadapt.methods.registry import method_for
@@ -77,13 +78,12 @@ def build_config(options: AdaptOptions) -> AdaptConfig:
     """The :class:`AdaptConfig` of ``options``: device resolved, a lineage folder as base model read, LoRA placed
     per device unless
     ``lora_parts`` says where, a seed probe saved with a LoRA model (so ``predict`` runs without prompts)."""
-    from medadapt.backends import BACKENDS
     from medadapt.backends.devices import default_adapter_parts, resolve_device
 
     config = AdaptConfig(method=options.method, device=resolve_device(options.device), seed=options.seed,
                          backend=options.base_model, input_size=options.input_size,
                          checkpoint=options.checkpoint or None)  # as given: the manifest keys the weights by hash
-    if options.base_model not in BACKENDS and Path(options.base_model).is_dir():  # a registry name is never a folder
+    if options.base_model not in REGISTRY and Path(options.base_model).is_dir():  # a registry name is never a folder
         use_lineage(config, options)
     config.adapter.parts = default_adapter_parts(config.device)
     if options.between:
@@ -100,8 +100,8 @@ def build_config(options: AdaptOptions) -> AdaptConfig:
     if options.atlas and (not options.save_model or not method.saveable or method.head_kind is not None):
         raise InputError("--atlas: needs --save-model and a lora (or zero-shot) model; the heads of "
                          f"{config.method!r} find the structure themselves")
-    if config.backend == "swinunetr" and options.synthetic is not None:
-        raise InputError("--synthetic: the 3D swinunetr heads learn from the painted slices themselves "
+    if kind_of(config.backend) == VOLUME_MODEL and options.synthetic is not None:
+        raise InputError(f"--synthetic: the 3D {config.backend} heads learn from the painted slices themselves "
                          "(no synthetic pairs); leave it out")
     trained = config.head if method.head_kind is not None else config.train
     for value, target, field in ((options.iterations, trained, "iterations"), (options.rank, config.adapter, "rank"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from medadapt.backends.base import PromptableBackend
 from medadapt.backends.checkpoints import load_into, load_state_dict, sha256_of
+from medadapt.errors import InputError
 
 
 class LiteMedSAM(PromptableBackend):
@@ -38,3 +39,12 @@ def load_litemedsam(device: str = "cpu", checkpoint: str | Path | None = None,
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval().to(device)
+
+
+def load_at_input_size(device: str = "cpu", checkpoint: str | Path | None = None,
+                       input_size: int | None = None) -> LiteMedSAM:
+    """:func:`load_litemedsam`, the registry's loader: ``input_size`` may only be LiteMedSAM's fixed one."""
+    if input_size not in (None, LiteMedSAM.image_size):
+        raise InputError(f"--input-size: {LiteMedSAM.name} has a fixed {LiteMedSAM.image_size} input, "
+                         f"got {input_size}")
+    return load_litemedsam(device, checkpoint)

@@ -162,11 +162,12 @@ def segment3d(heads: HeadSet, features: torch.Tensor, grid: Geometry, image: Vol
     return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis)))
 
 
-def require_head_method(name: str) -> Method:
-    """The registered head method ``name``: the 3D backbone trains FSEFT heads only (:class:`InputError`)."""
+def require_head_method(name: str, backend: str) -> Method:
+    """The registered head method ``name``, for a ``backend`` that trains FSEFT heads only (:class:`InputError`
+    naming ``--method`` otherwise)."""
     method = method_for(name)
     if method.head_kind is None:
-        raise InputError(f"--method: the swinunetr backend trains FSEFT heads; expected one of "
+        raise InputError(f"--method: the {backend} backend trains FSEFT heads; expected one of "
                          f"{', '.join(head_methods())}, got {name!r}")
     return method
 
@@ -175,11 +176,11 @@ def adapt_3d(image: Volume, exemplars: Exemplars, config: AdaptConfig, progress:
              cancel: CancelFlag | None = None, backbone: SwinBackbone | None = None) -> AdaptResult:
     """``config.method`` (an FSEFT head method) on the frozen 3D backbone: features of ``image`` once, heads
     from the painted ``exemplars``, the segmentation on the image grid. ``backbone`` reuses a loaded one."""
-    method = require_head_method(config.method)
+    method = require_head_method(config.method, config.backend)
     started = time.monotonic()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    backbone = backbone or load_backend("swinunetr", resolve_device(config.device), config.checkpoint,
+    backbone = backbone or load_backend(config.backend, resolve_device(config.device), config.checkpoint,
                                         config.input_size)
     check_cancel(cancel)
     features, grid = backbone.features(image)
@@ -196,7 +197,7 @@ def predict_3d(image: Volume, backbone: SwinBackbone, heads: HeadSet, config: Ad
     """Segment a new ``image`` with saved 3D ``heads``, without prompts (painted ``exemplars``, if given, are
     kept on their slices)."""
     if heads is None or heads.dims != 3:
-        raise InputError("predict: the swinunetr backend needs its trained 3D heads (heads.safetensors)")
+        raise InputError(f"predict: the {config.backend} backend needs its trained 3D heads (heads.safetensors)")
     check_cancel(cancel)
     features, grid = backbone.features(image)
     return segment3d(heads.to(features.device), features, grid, image,
