@@ -556,7 +556,8 @@ class MedAdaptWebApp(TrameApp):
                 log.exception("medadapt web: job polling failed")
 
 
-def start(port: int = 8080, host: str = "127.0.0.1", data: str | Path | None = None, server_url: str = "",
+def start(  # nosec B107  # the --server's token defaults to none, not a password
+          port: int = 8080, host: str = "127.0.0.1", data: str | Path | None = None, server_url: str = "",
           token: str = "", segment_name: str = "liver", method: str = "lora", device: str = "auto",
           login_tokens: dict[str, str] | None = None, max_upload_mb: int = 1024,
           max_voxels: int = MAX_VOXELS) -> None:
