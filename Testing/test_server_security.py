@@ -333,7 +333,7 @@ def test_command_line_base_model_may_still_be_a_folder(tmp_path):
 
 def test_a_refused_upload_says_its_real_size(server, tmp_path):
     """Before: ``upload of 0 MB refused`` for anything under half a megabyte."""
-    from medadapt.server.app import _too_large
+    from medadapt.server.routes.volumes import _too_large
     assert _too_large(300 * 1024, 100 * 1024, Limits()).startswith("upload of 300.0 KB refused")
     assert "(100.0 KB left" in _too_large(300 * 1024, 100 * 1024, Limits())
     status, answer = upload(server, bytes(4 * MB + 512 * 1024), "big.nii.gz")

@@ -10,7 +10,6 @@ from medadapt import __version__
 from medadapt.errors import InputError
 from medadapt.server.context import ServerContext
 from medadapt.server.routes import adapters, jobs, system, volumes
-from medadapt.server.routes.volumes import _too_large  # noqa: F401  # Testing/test_server_security.py imports it here
 from medadapt.server.settings import ServerSettings
 
 
