@@ -26,7 +26,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.session = None
         self.job = None
         self.timer = None
-        self.remote = None
+        self.logic = None
 
     def clone(self):
         """A new instance of this effect (the Segment Editor asks one per editor widget)."""
@@ -137,14 +137,12 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.statusLabel.text = ""
         self.updateButtons()
 
-    def remoteLogic(self):
-        """The remote logic of the server URL and token saved by the module (a new one when they change)."""
-        from MedAdaptSlicerLib.remote import RemoteLogic
-        from MedAdaptSlicerLib.settings import remote_settings
-        _, url, token = remote_settings(qt.QSettings())
-        if self.remote is None or (self.remote.client.url, self.remote.client.token) != (url.rstrip("/"), token):
-            self.remote = RemoteLogic(url, token)
-        return self.remote
+    def activeLogic(self):
+        """The logic of the saved Compute choice: Local, or Remote with the server URL and token saved by the
+        module (a new one when they change)."""
+        from MedAdaptSlicerLib.base_logic import logic_for
+        self.logic = logic_for(qt.QSettings(), self.logic)
+        return self.logic
 
     def updateButtons(self):
         """Adapt needs the dependencies (Local) or a server URL (Remote); Apply needs a preview; Cancel needs a
@@ -194,10 +192,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                                     base_model=self.baseModelSelector.currentText,
                                     checkpoint=self.checkpointEdit.text.strip(), input_size=self.inputSizeSpinBox.value,
                                     lora_parts=self.loraPartsSelector.currentText)
-            remote = self.remoteLogic() if self.isRemote() else None
-            self.job = session.start_adapt(parameters, ids, self.onProgress, self.onDone, remote=remote)
+            logic = self.activeLogic()
+            self.job = session.start_adapt(parameters, ids, self.onProgress, self.onDone, logic=logic)
             self.progressBar.visible = True
-            self.statusLabel.text = f"Adapting on {remote.client.url}..." if remote is not None else "Adapting..."
+            self.statusLabel.text = f"Adapting on {logic.client.url}..." if self.isRemote() else "Adapting..."
             self.timer.start()
         self.updateButtons()
 

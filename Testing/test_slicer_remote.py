@@ -269,7 +269,7 @@ def test_the_effect_adapts_each_painted_segment_remotely(server, liver, local_fi
     expected = local_fill  # Local mode's effect and module give the same fill
     nodes, progress = node_ids(scene), []
     session = EffectSession(editor, SynchronousRunner())
-    job = session.start_adapt(Parameters(method="fill"), on_progress=progress.append, remote=remote_logic(server))
+    job = session.start_adapt(Parameters(method="fill"), on_progress=progress.append, logic=remote_logic(server))
     assert job.state == "done", job.error
     np.testing.assert_array_equal(session.previews[liver_id], expected)
     assert scene.GetFirstNodeByName(PREVIEW_NODE_NAME) is not None
@@ -277,6 +277,27 @@ def test_the_effect_adapts_each_painted_segment_remotely(server, liver, local_fi
     session.remove_preview()
     assert node_ids(scene) == nodes
     scene.Clear(1)
+
+
+class SavedSettings(dict):
+    """Stand-in for ``QSettings``: ``value`` of a saved key."""
+
+    def value(self, key, default=None):
+        return self.get(key, default)
+
+
+def test_logic_for_picks_the_saved_mode_and_keeps_the_current_logic_while_it_fits(server):
+    from MedAdaptSlicerLib.base_logic import logic_for
+    local = logic_for(SavedSettings({"MedAdapt/computeMode": "Local"}))
+    assert isinstance(local, MedAdaptLogic) and logic_for(SavedSettings(), local) is local
+    remote = SavedSettings({"MedAdapt/computeMode": "Remote", "MedAdapt/serverUrl": server.url + "/",
+                            "MedAdapt/serverToken": TOKEN})
+    chosen = logic_for(remote, local)
+    assert isinstance(chosen, RemoteLogic) and chosen.client.url == server.url and chosen.client.token == TOKEN
+    assert logic_for(remote, chosen) is chosen
+    other = logic_for(SavedSettings({**remote, "MedAdapt/serverToken": "another-token-0123456789abcdef"}), chosen)
+    assert isinstance(other, RemoteLogic) and other is not chosen
+    assert isinstance(logic_for(SavedSettings(), chosen), MedAdaptLogic)
 
 
 def test_method_lists_match_the_core_registry():
@@ -304,6 +325,8 @@ CHILD = textwrap.dedent(r'''
     from slicer_fixtures import make_scene
     from MedAdaptSlicerLib import core_types
     from MedAdaptSlicerLib.conversion import Grid, ijk_to_ras_matrix, segment_array, write_segment_array
+    from MedAdaptSlicerLib.base_logic import logic_for
+    from MedAdaptSlicerLib.effect import EffectSession
     from MedAdaptSlicerLib.jobs import SynchronousRunner
     from MedAdaptSlicerLib.parameters import Parameters
     from MedAdaptSlicerLib.remote import RemoteLogic
@@ -326,7 +349,21 @@ CHILD = textwrap.dedent(r'''
     job = logic.start_adapt(volume, segmentation, liver, Parameters(method="fill"))
     preview = segment_array(segmentation, preview_segment_id(segmentation, liver), volume)
     np.save(sys.argv[6], preview)
+    # the Segment Editor effect, given the logic the saved Remote choice picks, adapts the same way
+    class Settings(dict):
+        def value(self, key, default=None):
+            return self.get(key, default)
+    chosen = logic_for(Settings({"MedAdapt/computeMode": "Remote", "MedAdapt/serverUrl": sys.argv[4],
+                                 "MedAdapt/serverToken": sys.argv[5]}))
+    editor = scene.AddNode(slicer.vtkMRMLSegmentEditorNode())
+    editor.SetAndObserveSegmentationNode(segmentation)
+    editor.SetAndObserveSourceVolumeNode(volume)
+    editor.SetSelectedSegmentID(liver)
+    session = EffectSession(editor, SynchronousRunner())
+    effect = session.start_adapt(Parameters(method="fill"), logic=chosen)
     print(json.dumps({"state": job.state, "error": str(job.error), "core": core_types.CORE, "connection": connection,
+                      "effect": [type(chosen).__name__, effect.state, str(effect.error),
+                                 bool(np.array_equal(session.previews.get(liver), preview))],
                       "heavy": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)}))
 ''')
 
@@ -345,6 +382,7 @@ def test_remote_mode_runs_in_a_slicer_without_torch_monai_or_the_core(server, li
     report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report["state"] == "done", report["error"]
     assert report["core"] is False and report["heavy"] == [] and "as 'radiologist'" in report["connection"]
+    assert report["effect"] == ["RemoteLogic", "done", "None", True]
     np.testing.assert_array_equal(np.load(tmp_path / "preview.npy"), local_fill)
     scene.Clear(1)
 

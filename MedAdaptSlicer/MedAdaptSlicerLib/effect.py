@@ -6,8 +6,9 @@ The preview lives in a separate segmentation node hidden from editors, as Slicer
 keeps its preview: the user's segmentation is not touched until Apply, and Cancel removes that node, so the
 scene is as it was.
 
-In Remote mode (a :class:`remote.RemoteLogic` passed to Adapt) each segment is adapted on the server; the
-preview, Apply and Cancel are the same, and nothing here needs the core or torch.
+Adapt asks the active logic (:func:`base_logic.logic_for`) to read each segment's painting and adapt to it:
+:class:`logic.MedAdaptLogic` on this computer, or :class:`remote.RemoteLogic` on its server. The preview, Apply
+and Cancel are the same either way, and nothing here needs the core or torch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
-from .conversion import exemplar_labelmap, oriented_mask, painted_mask, segment_array, volume_from_node
+from .conversion import oriented_mask, segment_array
 from .core_types import InputError, Progress
 from .jobs import Job, ThreadRunner
 from .parameters import Parameters
@@ -73,10 +74,10 @@ class EffectSession:
         return segmentation_node, volume_node
 
     def start_adapt(self, parameters: Parameters, segment_ids: list[str] | None = None, on_progress=None,
-                    on_done=None, remote=None) -> Job:
+                    on_done=None, logic=None) -> Job:
         """Adapt to each segment's painted slices (default: the editor's selected segment) in one job, each
-        segment from its own painting; when it finishes, each segment's result is shown as its preview. With
-        ``remote`` (a :class:`remote.RemoteLogic`) each segment is adapted on its server."""
+        segment from its own painting, with ``logic`` (the active one; default: Local mode's); when it finishes,
+        each segment's result is shown as its preview."""
         segmentation_node, volume_node = self._inputs()
         if segment_ids is None:
             selected = self.editor_node.GetSelectedSegmentID()
@@ -84,29 +85,18 @@ class EffectSession:
                 raise InputError("Segment Editor: select the segment you painted")
             segment_ids = [selected]
         names = {i: segmentation_node.GetSegmentation().GetSegment(i).GetName() for i in segment_ids}
-        if remote is not None:
-            options = parameters.to_server_options()
-            snapshot = remote.snapshot(volume_node)
-            painted = {i: painted_mask(segmentation_node, i, volume_node) for i in segment_ids}
-
-            def adapt_one(labels, report, cancel):
-                return remote.run(snapshot, {"kind": "adapt", "options": options}, labels, report, cancel)[0]
-        else:
-            from medadapt.pipeline import adapt
-            config = parameters.to_config()
-            image = volume_from_node(volume_node)
-            painted = {i: _exemplars(image, segmentation_node, i, volume_node) for i in segment_ids}
-
-            def adapt_one(exemplars, report, cancel):
-                return adapt(image, exemplars, config, None, report, cancel).segmentation.array
+        if logic is None:
+            from .logic import MedAdaptLogic
+            logic = MedAdaptLogic()
+        adapting = logic.adapt_work(volume_node, segmentation_node, segment_ids, parameters)
 
         def work(progress, cancel):
             masks = {}
-            for n, (segment_id, labels) in enumerate(painted.items()):
-                prefix = f"{names[segment_id]} ({n + 1}/{len(painted)})"
+            for n, (segment_id, adapt_one) in enumerate(adapting.items()):
+                prefix = f"{names[segment_id]} ({n + 1}/{len(adapting)})"
                 report = (lambda event, p=prefix: progress(Progress(f"{p}: {event.stage}", event.step, event.total,
                                                                     event.loss, event.eta_s)))
-                masks[segment_id] = (adapt_one(labels, report, cancel) == 1).astype(np.uint8)
+                masks[segment_id] = (adapt_one(report, cancel) == 1).astype(np.uint8)
             return masks
 
         def done(job: Job) -> None:
@@ -167,12 +157,3 @@ class EffectSession:
                 scene.RemoveNode(display)
             scene.RemoveNode(node)
         self._preview_node, self.previews = None, {}
-
-
-def _exemplars(image, segmentation_node, segment_id: str, volume_node):
-    """One segment's painted slices as core exemplars (label 1), named after the segment in errors."""
-    from medadapt.io.exemplars import find_exemplars
-
-    labelmap = exemplar_labelmap(segmentation_node, segment_id, volume_node)
-    name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
-    return find_exemplars(image, labelmap, source=f"segment '{name}'")

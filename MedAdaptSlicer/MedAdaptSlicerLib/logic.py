@@ -26,11 +26,12 @@ from medadapt.io.volume import Volume
 
 from . import results, terminology
 from .adapter_files import AdaptedModel, load_model, save_model
+from .base_logic import PreviewLogic
 from .conversion import (box_from_roi, exemplar_labelmap, prompts_from_markups, segment_array, volume_from_node,
                          write_segment_array)
-from .jobs import Job, ThreadRunner
+from .jobs import Job, Work
 from .parameters import Parameters
-from .regions import crop, paste
+from .regions import crop
 from medadapt.methods.registry import method_for
 
 
@@ -57,24 +58,34 @@ def read_inputs(volume_node, segmentation_node=None, segment_id=None, positive_n
     exemplars = None
     if segmentation_node is not None and segment_id and (
             need_exemplars or segment_array(segmentation_node, segment_id, volume_node).any()):
-        labelmap = crop(exemplar_labelmap(segmentation_node, segment_id, volume_node), low, high)
-        name = f"segment '{segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()}'"
-        exemplars = find_exemplars(image, labelmap, source=name)
+        exemplars = painted_exemplars(image, segmentation_node, segment_id, volume_node, (low, high))
     elif need_exemplars:
         raise InputError("segmentation: select a segmentation and the segment you painted")
     points = prompts_from_markups(positive_node, negative_node, image.geometry)
     return Inputs(image, exemplars, points, tuple(int(v) for v in low), full.array.shape)
 
 
-class MedAdaptLogic:
-    """Adapt, apply, interactive slice prompts, Accept / Reject and adapter files for one Slicer session.
+def painted_exemplars(image: Volume, segmentation_node, segment_id: str, volume_node, bounds=None) -> Exemplars:
+    """The painted slices of ``segment_id`` as core exemplars on ``image``, named after the segment in errors;
+    ``bounds``: the inclusive (z, y, x) bounds ``image`` was cropped to, if it was."""
+    labelmap = exemplar_labelmap(segmentation_node, segment_id, volume_node)
+    if bounds is not None:
+        labelmap = crop(labelmap, *bounds)
+    name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+    return find_exemplars(image, labelmap, source=f"segment '{name}'")
+
+
+class MedAdaptLogic(PreviewLogic):
+    """Adapt, apply, interactive slice prompts, Accept / Reject (:class:`base_logic.PreviewLogic`), adapter
+    files, lineages and universal models for one Slicer session, with the core on this computer.
 
     ``runner`` runs the heavy work (default: a worker thread; tests and batch pass a synchronous runner).
     """
 
+    NO_MODEL = "no adapted model: run Adapt or Load adapter first"
+
     def __init__(self, runner=None):
-        self.runner = runner or ThreadRunner()
-        self.model: AdaptedModel | None = None
+        super().__init__(runner)
         self._base: dict[str, object] = {}
         self._session: SliceSession | None = None
         self._universal: dict[tuple[str, str], tuple[str, object, object]] = {}
@@ -86,17 +97,9 @@ class MedAdaptLogic:
             self._base[device] = load_backend("litemedsam", device)
         return self._base[device]
 
-    def _finish(self, inputs: Inputs, volume_node, segmentation_node, segment_id, on_done, keep_model):
-        def done(job: Job) -> None:
-            if job.state == "done":
-                segmentation, model = job.result
-                mask = paste(inputs.full_shape, (segmentation.array == 1).astype(np.uint8), inputs.low_zyx)
-                results.show_preview(segmentation_node, segment_id, volume_node, mask)
-                if keep_model and model is not None:
-                    self.model, self._session = model, None
-            if on_done is not None:
-                on_done(job)
-        return done
+    def _hold(self, model: AdaptedModel) -> None:
+        """Hold ``model``; the slice session of the previous one is dropped."""
+        self.model, self._session = model, None
 
     def start_adapt(self, volume_node, segmentation_node, segment_id: str, parameters: Parameters,
                     positive_node=None, negative_node=None, roi_node=None, on_progress=None, on_done=None) -> Job:
@@ -116,9 +119,9 @@ class MedAdaptLogic:
                 inputs.exemplars.slices, result.heads,
                 make_atlas(inputs.image, inputs.exemplars) if method.trains_backend else None, result.losses,
                 result.size_priors)
-            return result.segmentation, model
-        return self.runner.start(work, on_progress, self._finish(inputs, volume_node, segmentation_node, segment_id,
-                                                                 on_done, keep_model=True))
+            return result.segmentation.array, model
+        return self._start_preview_job(work, inputs, volume_node, segmentation_node, segment_id, on_progress, on_done,
+                                       keep_model=True)
 
     def start_apply(self, volume_node, segmentation_node, segment_id: str, positive_node=None, negative_node=None,
                     roi_node=None, on_progress=None, on_done=None) -> Job:
@@ -132,14 +135,8 @@ class MedAdaptLogic:
         def work(progress, cancel):
             return predict(inputs.image, model.backend, model.config, window_for(inputs.image, model.window),
                            model.axis, inputs.exemplars, inputs.points, progress, cancel, heads=model.heads,
-                           atlas=model.atlas), None
-        return self.runner.start(work, on_progress, self._finish(inputs, volume_node, segmentation_node, segment_id,
-                                                                 on_done, keep_model=False))
-
-    def _require_model(self) -> AdaptedModel:
-        if self.model is None:
-            raise InputError("no adapted model: run Adapt or Load adapter first")
-        return self.model
+                           atlas=model.atlas).array, None
+        return self._start_preview_job(work, inputs, volume_node, segmentation_node, segment_id, on_progress, on_done)
 
     def _slice_session(self, image: Volume, axis: int, device: str) -> SliceSession:
         backend = self.model.backend if self.model is not None else self.base_backend(device)
@@ -189,18 +186,19 @@ class MedAdaptLogic:
         def work(progress, cancel):
             # The session's SliceModel is reused, so slices embedded during interaction are not encoded again.
             labels = segment(session.model, exemplars, exemplar_seeds(exemplars), config, {}, progress, cancel)
-            return image.with_array(np.ascontiguousarray(np.moveaxis(labels, 0, axis))), None
-        return self.runner.start(work, on_progress, self._finish(inputs, volume_node, segmentation_node, segment_id,
-                                                                 on_done, keep_model=False))
+            return np.ascontiguousarray(np.moveaxis(labels, 0, axis)), None
+        return self._start_preview_job(work, inputs, volume_node, segmentation_node, segment_id, on_progress, on_done)
 
-    def accept(self, volume_node, segmentation_node, segment_id: str, editable: str = "everywhere",
-               replace: bool = True) -> np.ndarray:
-        """Copy the preview into the target segment (see :func:`results.accept_preview`)."""
-        return results.accept_preview(segmentation_node, segment_id, volume_node, editable, replace)
+    def adapt_work(self, volume_node, segmentation_node, segment_ids: list[str],
+                   parameters: Parameters) -> dict[str, Work]:
+        """For the Segment Editor effect: each segment's painted slices, read now (main thread), and a job body
+        adapting to them alone on the whole volume (no clicks, no ROI) that returns the label array."""
+        config = parameters.to_config()
+        image = volume_from_node(volume_node)
 
-    def reject(self, segmentation_node, segment_id: str) -> bool:
-        """Remove the preview segment."""
-        return results.reject_preview(segmentation_node, segment_id)
+        def adapting(exemplars: Exemplars) -> Work:
+            return lambda progress, cancel: adapt(image, exemplars, config, None, progress, cancel).segmentation.array
+        return {i: adapting(painted_exemplars(image, segmentation_node, i, volume_node)) for i in segment_ids}
 
     def start_add_to_lineage(self, folder: str | Path, volume_node, segmentation_node, segment_id: str,
                              task_name: str, modality: str = "", device: str = "auto", method: str = "medseqft",
@@ -326,7 +324,7 @@ class MedAdaptLogic:
 
     def load_adapter(self, directory: str | Path, device: str = "auto") -> AdaptedModel:
         """Load an adapter folder and hold it for Apply / interactive use."""
-        self.model, self._session = load_model(directory, resolve_device(device)), None
+        self._hold(load_model(directory, resolve_device(device)))
         return self.model
 
 

@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from . import results
+from .base_logic import PreviewLogic
 from .conversion import RAS_TO_LPS, Grid, box_from_roi, node_array, node_grid, painted_mask, segment_array
 from .core_types import CancelledError, InputError, Progress
-from .jobs import Job, ThreadRunner
+from .jobs import Job, Work
 from .parameters import Parameters
+from .regions import box, crop_grid
 from .remote_client import RemoteClient, RemoteError
 
 METHODS = ("lora", "zero-shot", "fill", "grow", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
@@ -62,13 +64,7 @@ class Snapshot:
 
     def crop(self, mask: np.ndarray) -> np.ndarray:
         """A full-volume (z, y, x) array restricted to this snapshot's region."""
-        return np.ascontiguousarray(mask[tuple(slice(a, a + s) for a, s in zip(self.low_zyx, self.array.shape))])
-
-    def paste(self, part: np.ndarray) -> np.ndarray:
-        """A zero full-volume array holding ``part`` (on this snapshot's region)."""
-        out = np.zeros(self.full_shape, part.dtype)
-        out[tuple(slice(a, a + s) for a, s in zip(self.low_zyx, part.shape))] = part
-        return out
+        return np.ascontiguousarray(mask[box(self.low_zyx, self.array.shape)])
 
 
 @dataclass
@@ -128,15 +124,17 @@ def voxel_of(grid: Grid, ras) -> tuple[int, int, int]:
     return int(ijk[2]), int(ijk[1]), int(ijk[0])
 
 
-class RemoteLogic:
-    """Adapt, Apply, interactive slice, Propagate, Accept / Reject and Save adapter against one server (``url``)
-    with one bearer ``token``: the same calls as :class:`logic.MedAdaptLogic`, so the widget and the effect use
-    either. ``runner`` runs the jobs (default: a worker thread; tests pass a synchronous runner)."""
+class RemoteLogic(PreviewLogic):
+    """Adapt, Apply, interactive slice, Propagate, Accept / Reject (:class:`base_logic.PreviewLogic`) and Save
+    adapter against one server (``url``) with one bearer ``token``: the same calls as
+    :class:`logic.MedAdaptLogic`, so the widget and the effect use either. ``runner`` runs the jobs (default: a
+    worker thread; tests pass a synchronous runner)."""
+
+    NO_MODEL = "no adapted model: run Adapt (or choose a server adapter with Load adapter) first"
 
     def __init__(self, url: str, token: str = "", runner=None, client: RemoteClient | None = None):
         self.client = client or RemoteClient(url, token)
-        self.runner = runner or ThreadRunner()
-        self.model: RemoteModel | None = None
+        super().__init__(runner)
         self.last_job: dict | None = None
         """The server's record of the latest job submitted (its ``id`` and state when submitted)."""
         self._uploads: OrderedDict[tuple, str] = OrderedDict()
@@ -177,9 +175,7 @@ class RemoteLogic:
         low, high = np.zeros(3, int), np.array(full_shape) - 1
         if roi_node is not None:
             low, high = box_from_roi(roi_node, grid)
-            array = np.ascontiguousarray(array[tuple(slice(a, b + 1) for a, b in zip(low, high))])
-            grid = Grid(tuple(int(s) for s in (high - low + 1)[::-1]), grid.spacing,
-                        tuple(float(v) for v in grid.index_to_world(low[::-1])), grid.direction)
+            array, grid = np.ascontiguousarray(array[box(low, high - low + 1)]), crop_grid(grid, low, high)
         key = (volume_node.GetID(), volume_node.GetImageData().GetMTime(), grid)
         return Snapshot(array, grid, key, tuple(int(v) for v in low), full_shape)
 
@@ -284,18 +280,6 @@ class RemoteLogic:
             self._delete("volumes", volume_id)
 
     # --- the module's workflows -----------------------------------------------------------------------------------
-    def _finish(self, snapshot: Snapshot, volume_node, segmentation_node, segment_id, on_done, keep_model: bool):
-        def done(job: Job) -> None:
-            if job.state == "done":
-                array, model = job.result
-                results.show_preview(segmentation_node, segment_id, volume_node,
-                                     snapshot.paste((array == 1).astype(np.uint8)))
-                if keep_model and model is not None:
-                    self.model = model
-            if on_done is not None:
-                on_done(job)
-        return done
-
     def start_adapt(self, volume_node, segmentation_node, segment_id: str, parameters: Parameters,
                     positive_node=None, negative_node=None, roi_node=None, on_progress=None, on_done=None) -> Job:
         """Adapt on the server to the painted slices of ``segment_id`` (and the clicks) and show the result as
@@ -314,8 +298,8 @@ class RemoteLogic:
             model = (RemoteModel(record.get("adapter") if keep else None, method, dice)
                      if method not in ("fill", "grow") else None)
             return array, model
-        return self.runner.start(work, on_progress, self._finish(snapshot, volume_node, segmentation_node, segment_id,
-                                                                 on_done, keep_model=True))
+        return self._start_preview_job(work, snapshot, volume_node, segmentation_node, segment_id, on_progress,
+                                       on_done, keep_model=True)
 
     def start_apply(self, volume_node, segmentation_node, segment_id: str, positive_node=None, negative_node=None,
                     roi_node=None, on_progress=None, on_done=None) -> Job:
@@ -338,8 +322,8 @@ class RemoteLogic:
 
         def work(progress, cancel):
             return self.run(snapshot, request, labels, progress, cancel)[0], None
-        return self.runner.start(work, on_progress, self._finish(snapshot, volume_node, segmentation_node, segment_id,
-                                                                 on_done, keep_model=False))
+        return self._start_preview_job(work, snapshot, volume_node, segmentation_node, segment_id, on_progress,
+                                       on_done)
 
     def update_slice(self, volume_node, segmentation_node, segment_id: str, positive_node=None, negative_node=None,
                      roi_node=None, index: int | None = None, axis: int = 0, device: str = "auto") -> int:
@@ -386,24 +370,22 @@ class RemoteLogic:
 
         def work(progress, cancel):
             return self.run(snapshot, request, labels, progress, cancel)[0], None
-        return self.runner.start(work, on_progress, self._finish(snapshot, volume_node, segmentation_node, segment_id,
-                                                                 on_done, keep_model=False))
+        return self._start_preview_job(work, snapshot, volume_node, segmentation_node, segment_id, on_progress,
+                                       on_done)
 
-    def accept(self, volume_node, segmentation_node, segment_id: str, editable: str = "everywhere",
-               replace: bool = True) -> np.ndarray:
-        """Copy the preview into the target segment (see :func:`results.accept_preview`)."""
-        return results.accept_preview(segmentation_node, segment_id, volume_node, editable, replace)
+    def adapt_work(self, volume_node, segmentation_node, segment_ids: list[str],
+                   parameters: Parameters) -> dict[str, Work]:
+        """For the Segment Editor effect: each segment's painting, read now (main thread), and a job body
+        adapting to it alone on the server (whole volume, no clicks) that returns the label array."""
+        options = parameters.to_server_options()
+        snapshot = self.snapshot(volume_node)
 
-    def reject(self, segmentation_node, segment_id: str) -> bool:
-        """Remove the preview segment."""
-        return results.reject_preview(segmentation_node, segment_id)
+        def adapting(labels: np.ndarray) -> Work:
+            return lambda progress, cancel: self.run(snapshot, {"kind": "adapt", "options": options}, labels,
+                                                     progress, cancel)[0]
+        return {i: adapting(painted_mask(segmentation_node, i, volume_node)) for i in segment_ids}
 
     # --- adapters kept on the server ------------------------------------------------------------------------------
-    def _require_model(self) -> RemoteModel:
-        if self.model is None:
-            raise InputError("no adapted model: run Adapt (or choose a server adapter with Load adapter) first")
-        return self.model
-
     def server_adapters(self) -> list[dict]:
         """The adapters this token keeps on the server (``id``, ``method``, ``created``), newest first."""
         return sorted(self.client.adapters(), key=lambda record: -float(record.get("created", 0)))
@@ -413,7 +395,7 @@ class RemoteLogic:
         known = {record["id"]: record for record in self.client.adapters()}
         if adapter_id not in known:
             raise InputError(f"adapter {adapter_id}: not among this token's adapters on the server")
-        self.model = RemoteModel(adapter_id, known[adapter_id].get("method", "lora"))
+        self._hold(RemoteModel(adapter_id, known[adapter_id].get("method", "lora")))
         return self.model
 
     def save_adapter(self, directory: str | Path) -> Path:
