@@ -168,7 +168,7 @@ DEFAULT_VARIANT = "grow1.1"
 
 
 def grow_candidates(image, target: np.ndarray, slices: list[int], model, exemplars, default: np.ndarray,
-                    fill: np.ndarray | None) -> dict:
+                    fill: np.ndarray | None, default_labels: np.ndarray | None = None) -> dict:
     """Issue 30's "grow-cut as a candidate": Dice on the hidden slices of the default (``default``: its
     probability, slice axis first), Fill, Grow from seeds (the effect's crop, and the whole volume), and grow-cut
     seeded by the default's confident interior and exterior (:func:`model_seed_labels`); at k >= 2 each painted
@@ -190,7 +190,7 @@ def grow_candidates(image, target: np.ndarray, slices: list[int], model, exempla
         ex = find_exemplars(image, image.with_array(painted), axis=0, slices=others)
         return grow_from_seeds(image.array, ex, ratio) == 1
 
-    masks = {"medadapt": default > 0.5, "fill": fill > 0 if fill is not None else painted > 0,
+    masks = {"medadapt": default > 0.5 if default_labels is None else default_labels > 0, "fill": fill > 0 if fill is not None else painted > 0,
              "grow": grown(slices, 0.2), "grow_full": grown(slices, None)}
     spacing_zyx = tuple(reversed(image.geometry.spacing))
     masks["seeded"] = grow_cut(image.array, model_seed_labels(default, painted, slices), spacing_zyx, ratio=None) == 1
@@ -213,6 +213,7 @@ def grow_candidates(image, target: np.ndarray, slices: list[int], model, exempla
     means = {name: round(float(np.mean(list(v.values()))), 4) for name, v in loo.items()}
     order = list(means)
     out["loo"] = means
+    out["loo_held"] = {name: {str(held): round(float(d), 4) for held, d in v.items()} for name, v in loo.items()}
     out["chosen"] = max(order, key=lambda name: (means[name], -order.index(name)))
     out["chosen_dice"] = out[out["chosen"]]
     return out
@@ -282,11 +283,11 @@ def run_case(case: str, k: int, placement: str, cache_dir: Path, variants: list[
             labels = assign_labels({1: p}, exemplars, AdaptConfig())
             scores[between] = round(mask_dice(hidden_slices_only(labels > 0, 0, slices), truth), 4)
             if name == DEFAULT_VARIANT and between == "warp":
-                default = p
+                default, default_labels = p, labels
         scores["seconds"] = round(time.monotonic() - started, 1)
         row[name] = scores
     if candidates:
-        row["candidates"] = grow_candidates(image, target, slices, model, exemplars, default, fill)
+        row["candidates"] = grow_candidates(image, target, slices, model, exemplars, default, fill, default_labels)
     row["gap_filler"] = fillers.get(1, "model")
     row["short_gaps"] = len(short_gaps)
     if len(embeddings) > known:
@@ -321,6 +322,35 @@ def table(paths: list[Path], between: str = "auto") -> None:
               + " | ".join(cells) + " |")
 
 
+def candidates_table(paths: list[Path]) -> None:
+    """Print a markdown table of issue 30's candidates per row of the results files (rows run with
+    ``--candidates``): the default, Fill, Grow, the whole-volume Grow, the model-seeded grow-cut, the
+    leave-one-out pick, and the pick against the targets (the better of Fill and Grow at k >= 2, Grow at k = 1)
+    and against the default."""
+    rows = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "candidates" in r]
+    print("| case | k | placement | default | Fill | Grow | target | Grow, whole volume | model-seeded grow-cut "
+          "| held-out pick | pick − target | pick − default | seeded − target | pick, grow-cut as Grow "
+          "| − target | − default |")
+    print("|---" * 16 + "|")
+    for row in sorted(rows, key=lambda r: (r["k"], r["placement"], r["case"])):
+        c = row["candidates"]
+        target = c["grow"] if row["k"] < 2 else max(c["fill"], c["grow"])
+        pick = f"{c['chosen']} {c['chosen_dice']:.3f}"
+        print(f"| {row['case']} | {row['k']} | {row['placement']} | {c['medadapt']:.3f} | "
+              f"{c['fill']:.3f} | {c['grow']:.3f} | {target:.3f} | {c['grow_full']:.3f} | {c['seeded']:.3f} | "
+              f"{pick} | {c['chosen_dice'] - target:+.3f} | {c['chosen_dice'] - c['medadapt']:+.3f} | "
+              f"{c['seeded'] - target:+.3f} | " + (
+                  f"{as_grow(c)} {c[as_grow(c)]:.3f} | {c[as_grow(c)] - target:+.3f} | "
+                  f"{c[as_grow(c)] - c['medadapt']:+.3f} |" if "loo" in c else "– | – | – |"))
+
+
+def as_grow(candidates: dict) -> str:
+    """The held-out pick with grow-cut output as Slicer's Grow: the whole-volume grow referees for grow-cut
+    (the crop cannot reach a held outer slice), but a pick of either grow-cut yields the effect's crop."""
+    return "grow" if candidates["chosen"] in ("grow", "grow_full") else candidates["chosen"]
+
+
 def main() -> None:
     """Run the variants on every (case, k, placement) and append one JSON line each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -332,6 +362,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/medadapt-variants"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference_variants.jsonl"))
     parser.add_argument("--table", type=Path, nargs="+", help="print the table of these results files and exit")
+    parser.add_argument("--candidates-table", type=Path, nargs="+",
+                        help="print the table of issue 30's candidates in these results files and exit")
     parser.add_argument("--between", default="auto", choices=BETWEEN, help="which between-choice --table shows")
     parser.add_argument("--score", nargs="+", default=list(BETWEEN), choices=BETWEEN,
                         help="the between-choices each variant is scored with (registration is slow on large structures)")
@@ -341,6 +373,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.table:
         table(args.table, args.between)
+        return
+    if args.candidates_table:
+        candidates_table(args.candidates_table)
         return
     if not DATA.is_dir():
         sys.exit(f"development data not found at {DATA} (set MEDADAPT_DATA)")
