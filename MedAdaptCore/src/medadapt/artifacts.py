@@ -4,7 +4,6 @@ atomically; loaded only from a folder holding nothing but the plain files its ma
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from medadapt.backends.base import PromptableBackend
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
-from medadapt.io.folders import check_listed, folder_entries, replaced_whole
+from medadapt.io.folders import check_listed, check_output_folder, folder_entries, replaced_whole
 from medadapt.io.volume import read_volume, write_volume
 from medadapt.manifest import FORMAT, validated_manifest
 from medadapt.methods.atlas import Atlas
@@ -34,15 +33,7 @@ MANIFEST = "manifest.json"
 def check_model_folder(directory: str | Path) -> Path:
     """``directory`` as a Path when an adapter can be saved there (its parent exists and is writable, it is
     not a file), else :class:`InputError`; called before any work so a run never fails at its end."""
-    directory = Path(directory)
-    parent = directory.parent if str(directory.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"--save-model {directory}: parent folder {parent} does not exist")
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"--save-model {directory}: exists and is not a folder")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"--save-model {directory}: parent folder {parent} is not writable")
-    return directory
+    return check_output_folder(directory, "--save-model")
 
 
 def run_facts(axis: int, slices: list[int], labels: list[int], window: tuple[float, float],

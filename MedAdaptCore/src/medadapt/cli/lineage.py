@@ -50,8 +50,10 @@ def run(args: argparse.Namespace) -> None:
 
 def _create(args: argparse.Namespace) -> None:
     from medadapt.backends import load_backend
-    from medadapt.lineage.folder import BaseFacts, StageSettings, check_new_folder, new_record, write_lineage
-    folder = check_new_folder(args.folder)
+    from medadapt.io.folders import check_output_folder
+    from medadapt.lineage.folder import BaseFacts, StageSettings, new_record, write_lineage
+    folder = check_output_folder(args.folder, replaceable=lambda _: False,
+                                 refusal="already exists; a new lineage needs a new folder")
     options = {"iterations": "--iterations", "max_slices": "--max-slices", "retain_per_task": "--retain"}
     values = {field: getattr(args, option[2:].replace("-", "_")) for field, option in options.items()}
     try:
@@ -69,14 +71,12 @@ def _create(args: argparse.Namespace) -> None:
 
 
 def _add(args: argparse.Namespace) -> None:
-    import torch.distributed
-
     from medadapt.backends.devices import resolve_device
+    from medadapt.backends.distributed import process_group
     from medadapt.cli.progress_bar import TqdmProgress
     from medadapt.io.volume import read_volume
     from medadapt.lineage.folder import read_lineage
     from medadapt.lineage.stage import add_task
-    from medadapt.methods.training import join_process_group
     if len(args.image) != len(args.labels):
         raise InputError(f"lineage add: {len(args.image)} --image but {len(args.labels)} --labels; give one label "
                          "map per image")
@@ -84,16 +84,14 @@ def _add(args: argparse.Namespace) -> None:
     volumes = [(read_volume(image), read_volume(labels, label=True), labels)
                for image, labels in zip(args.image, args.labels)]
     device = resolve_device(args.device)
-    grouped = join_process_group(device)  # under torchrun: every process trains, rank 0 writes and reports
-    lead = not grouped or torch.distributed.get_rank() == 0
-    progress = TqdmProgress(not args.quiet and lead)
-    try:
-        lineage = add_task(args.folder, volumes, args.label, args.name, args.modality, device, args.seed, progress)
-    finally:
-        progress.close()
-        if grouped:
-            torch.distributed.destroy_process_group()
-    if not lead:
+    with process_group(device) as share:  # under torchrun: every process trains, rank 0 writes and reports
+        progress = TqdmProgress(not args.quiet and share.lead)
+        try:
+            lineage = add_task(args.folder, volumes, args.label, args.name, args.modality, device, args.seed,
+                               progress)
+        finally:
+            progress.close()
+    if not share.lead:
         return
     task = lineage.record.tasks[-1]
     print(f"lineage {lineage.path}: stage {task.stage} learned {task.name!r} from {task.slices} slices "

@@ -16,7 +16,7 @@ Rules (README: "Prompt-free FSEFT heads, prompt-free `predict`, `predict --batch
   hard link counts) is refused (:func:`check_batch_outputs`) before anything runs, as is a CSV row that names a
   folder or a file that is not a NIfTI / NRRD / MetaImage image (:func:`batch_inputs`).
 - **Several processes** (``torchrun``, ``WORLD_SIZE`` > 1; :func:`batch_group` joins the process group with
-  ``methods.training.join_process_group``): input ``i`` (0-based, in the order above) is segmented by rank
+  ``backends.distributed.process_group``): input ``i`` (0-based, in the order above) is segmented by rank
   ``i % WORLD_SIZE``. Each rank writes its rows to ``summary.part-RANK.csv`` in the output folder; after a barrier
   rank 0 merges them into ``summary.csv`` in input order, removes the part files, prints the summary line and
   raises the failure error. The other ranks print nothing and exit 0 unless they themselves crashed.
@@ -25,13 +25,11 @@ Rules (README: "Prompt-free FSEFT heads, prompt-free `predict`, `predict --batch
 from __future__ import annotations
 
 import csv
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from medadapt.errors import CancelledError, InputError
 
@@ -125,13 +123,13 @@ def output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
 
 def check_batch_outputs(inputs: list[Path], out_dir: Path) -> list[Path]:
     """The output paths of ``inputs`` in ``out_dir`` (:func:`output_paths`), or :class:`InputError` when the
-    folder cannot be made or a file the batch writes would overwrite an input (an image or the CSV list)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"-o {out_dir}: exists and is not a folder")
-    if not out_dir.parent.is_dir():
-        raise InputError(f"-o {out_dir}: parent folder {out_dir.parent} does not exist")
+    folder cannot be written (:func:`medadapt.io.folders.check_output_folder`) or a file the batch writes would
+    overwrite an input (an image or the CSV list)."""
+    from medadapt.backends.distributed import launched_world_size
+    from medadapt.io.folders import check_output_folder
+    check_output_folder(out_dir, "-o")
     outputs = output_paths(inputs, out_dir)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     written = {_identity(path): path for path in [*outputs, out_dir / SUMMARY,
                                                   *(out_dir / part_name(rank) for rank in range(world))]}
     listing = inputs.listing if isinstance(inputs, BatchInputs) else None
@@ -158,27 +156,12 @@ def shard(count: int, rank: int, world: int) -> list[int]:
     return list(range(rank, count, world))
 
 
-def process_share() -> tuple[int, int]:
-    """(rank, world size) of this process: (0, 1) outside a process group."""
-    from medadapt.methods.training import distributed
-    if not distributed():
-        return 0, 1
-    import torch.distributed as dist
-    return dist.get_rank(), dist.get_world_size()
-
-
-@contextmanager
-def batch_group(device: str) -> Iterator[None]:
-    """Inside: this process is in the ``torchrun`` process group when launched so (gloo on the CPU; nccl with
-    each process on its ``LOCAL_RANK`` GPU), left on exit. Enter it before loading the model."""
-    from medadapt.methods.training import join_process_group
-    grouped = join_process_group(device, timeout=BARRIER_TIMEOUT)
-    try:
-        yield
-    finally:
-        if grouped:
-            import torch.distributed as dist
-            dist.destroy_process_group()
+def batch_group(device: str):
+    """:func:`medadapt.backends.distributed.process_group` with the batch's :data:`BARRIER_TIMEOUT`: inside, this
+    process is in the ``torchrun`` process group when launched so, left on exit. Enter it before loading the
+    model."""
+    from medadapt.backends.distributed import process_group
+    return process_group(device, timeout=BARRIER_TIMEOUT)
 
 
 def segment_with_retry(path: Path, output: Path, segment_one: Callable[[Path, Path], object]) -> BatchRow:
@@ -222,9 +205,11 @@ def run_batch(inputs: list[Path], out_dir: Path, segment_one: Callable[[Path, Pa
     :func:`segment_with_retry` and a tqdm bar, and write ``out_dir/summary.csv``. Returns the summary's rows on
     rank 0 (every input, in input order) and this rank's own rows elsewhere."""
     from tqdm import tqdm
+
+    from medadapt.backends.distributed import barrier, rank as process_rank, world_size
     outputs = check_batch_outputs(inputs, out_dir)
     out_dir.mkdir(exist_ok=True)
-    rank, world = process_share()
+    rank, world = process_rank(), world_size()
     mine = shard(len(inputs), rank, world)
     desc = "predict" if world == 1 else f"predict (rank 0 of {world}: {len(mine)} of {len(inputs)} images)"
     rows = [segment_with_retry(inputs[i], outputs[i], segment_one)
@@ -232,9 +217,8 @@ def run_batch(inputs: list[Path], out_dir: Path, segment_one: Callable[[Path, Pa
     if world == 1:
         _write_rows(out_dir / SUMMARY, rows)
         return rows
-    import torch.distributed as dist
     _write_rows(out_dir / part_name(rank), rows)
-    dist.barrier()
+    barrier()
     if rank != 0:
         return rows
     parts = [_read_rows(out_dir / part_name(r)) for r in range(world)]
@@ -252,7 +236,8 @@ def run_batch(inputs: list[Path], out_dir: Path, segment_one: Callable[[Path, Pa
 def finish_batch(rows: list[BatchRow], out_dir: Path) -> None:
     """On rank 0 (or without a process group): print how many outputs were written and skipped;
     :class:`InputError` naming the first failure when any input failed. Other ranks do nothing."""
-    if process_share()[0] != 0:
+    from medadapt.backends.distributed import rank
+    if rank() != 0:
         return
     failed = [row for row in rows if row.status == FAILED]
     skipped = sum(row.status == SKIPPED for row in rows)

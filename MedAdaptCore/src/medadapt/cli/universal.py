@@ -87,30 +87,25 @@ def _settings(args: argparse.Namespace, backbone: str):
 def _grouped_run(args: argparse.Namespace, work):
     """Run ``work(device, progress)`` in a ``torchrun`` group when launched so (rank 0 reports and writes);
     returns (result, whether this process leads)."""
-    import torch.distributed
-
     from medadapt.backends.devices import resolve_device
+    from medadapt.backends.distributed import process_group
     from medadapt.cli.progress_bar import TqdmProgress
-    from medadapt.methods.training import join_process_group
     device = resolve_device(args.device)
-    grouped = join_process_group(device)
-    lead = not grouped or torch.distributed.get_rank() == 0
-    progress = TqdmProgress(not args.quiet and lead)
-    try:
-        return work(device, progress), lead
-    finally:
-        progress.close()
-        if grouped:
-            torch.distributed.destroy_process_group()
+    with process_group(device) as share:
+        progress = TqdmProgress(not args.quiet and share.lead)
+        try:
+            return work(device, progress), share.lead
+        finally:
+            progress.close()
 
 
 def _train(args: argparse.Namespace) -> None:
     from medadapt.backends import load_backend
     from medadapt.universal.collection import read_collection
-    from medadapt.universal.folder import check_output_folder, is_universal, write_universal
+    from medadapt.universal.folder import check_universal_folder, is_universal, write_universal
     from medadapt.universal.learn import train_universal
     from medadapt.universal.priors import shape_for
-    output = check_output_folder(args.output)
+    output = check_universal_folder(args.output)
     if is_universal(output):
         raise InputError(f"-o: {output} already holds a universal model; grow it with `medadapt universal add` "
                          "or choose a new folder")
@@ -131,10 +126,10 @@ def _train(args: argparse.Namespace) -> None:
 
 def _add(args: argparse.Namespace) -> None:
     from medadapt.universal.collection import read_collection
-    from medadapt.universal.folder import check_output_folder, read_universal, write_universal
+    from medadapt.universal.folder import check_universal_folder, read_universal, write_universal
     from medadapt.universal.learn import add_tasks
     from medadapt.universal.predict import base_backend
-    output = check_output_folder(args.output)
+    output = check_universal_folder(args.output)
     if Path(args.output).resolve() != Path(args.model).resolve() and output.exists():
         raise InputError(f"-o: {output} already holds another universal model; choose a new folder or --model")
     model = read_universal(args.model)

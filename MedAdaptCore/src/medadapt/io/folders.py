@@ -9,11 +9,29 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from medadapt.errors import InputError
+
+
+def check_output_folder(folder: str | Path, option: str = "", replaceable: Callable[[Path], bool] = Path.is_dir,
+                        refusal: str = "exists and is not a folder") -> Path:
+    """``folder`` as a Path when a MedAdapt folder (or a batch's outputs) can be written there — checked before
+    any work, so a run never fails at its end — else :class:`InputError` naming ``option`` (e.g. ``-o``) and
+    ``folder``: it exists but is not ``replaceable`` (default: any folder; the message then ends in ``refusal``),
+    or its parent folder is missing or not writable."""
+    folder = Path(folder)
+    named = f"{option} {folder}" if option else str(folder)
+    if folder.exists() and not replaceable(folder):
+        raise InputError(f"{named}: {refusal}")
+    parent = folder.parent if str(folder.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{named}: parent folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{named}: parent folder {parent} is not writable")
+    return folder
 
 
 @contextmanager

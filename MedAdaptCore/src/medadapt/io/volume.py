@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from medadapt.errors import InputError
-from medadapt.io.headers import check_shape, checked_reader
+from medadapt.io.headers import check_shape, checked_reader, compound_suffix
 
 
 @dataclass(frozen=True)
@@ -264,14 +264,10 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _compound_suffix(path: Path) -> str:
-    return "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-
-
 def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     """Write ``volume`` atomically: to a temporary file beside ``path``, then rename over it."""
     path = check_writable(path)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_compound_suffix(path), dir=path.parent)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=compound_suffix(path), dir=path.parent)
     os.close(handle)
     try:
         umask = os.umask(0)

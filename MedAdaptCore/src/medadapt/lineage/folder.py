@@ -25,7 +25,7 @@ FORMAT = 1
 RECORD = "lineage.json"
 DELTA = "model_delta.safetensors"
 RETENTION = "retention"
-METHODS = ("medseqft", "naive")
+STRATEGIES = ("medseqft", "naive")
 """How a lineage learns each task: ``medseqft`` (MDS selection and K&G RFT, :mod:`medadapt.lineage.stage`)
 or ``naive`` (the task's LoRA merged, nothing retained or distilled)."""
 
@@ -168,17 +168,6 @@ def new_record(base: BaseFacts, method: str, retention: bool, settings: StageSet
     return LineageRecord(format=FORMAT, kind="medadapt-lineage", medadapt_version=__version__,
                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), method=method, retention=retention,
                          settings=settings, base_model=base)
-
-
-def check_new_folder(path: str | Path) -> Path:
-    """``path`` when a lineage can be created there (it does not exist, its parent is a writable folder)."""
-    path = Path(path)
-    if path.exists():
-        raise InputError(f"{path}: already exists; a new lineage needs a new folder")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{path}: parent folder {parent} does not exist")
-    return path
 
 
 def write_lineage(path: str | Path, record: LineageRecord, delta: dict[str, torch.Tensor] | None = None,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from medadapt.backends.devices import default_adapter_parts
+from medadapt.backends.distributed import rank
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
 from medadapt.io.volume import Volume
@@ -27,12 +28,8 @@ from medadapt.lineage.samples import FrameSet, task_slices
 from medadapt.lineage.selection import (box_logits, encode_all, mask_boxes, most_similar, pretraining_losses,
                                         slice_dice)
 from medadapt.methods.lora import add_lora
-from medadapt.methods.training import distributed, train
+from medadapt.methods.training import train
 from medadapt.progress import CancelFlag, ProgressCallback
-
-
-def _rank() -> int:
-    return torch.distributed.get_rank() if distributed() else 0
 
 
 def _memory(teacher, student_encodes: bool, frames: FrameSet, embeddings: torch.Tensor, margin: float) -> Memory:
@@ -68,7 +65,7 @@ def learn_task(lineage: Lineage, student, task: FrameSet, facts: TaskFacts, devi
     record, settings = lineage.record, lineage.record.settings
     started = time.monotonic() if started is None else started
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed + _rank())
+    rng = np.random.default_rng(seed + rank())
     config = AdaptConfig(device=device)
     config.adapter.parts = default_adapter_parts(device)
     encoder_trains = "encoder" in config.adapter.parts
@@ -118,7 +115,7 @@ def learn_task(lineage: Lineage, student, task: FrameSet, facts: TaskFacts, devi
     new_record.tasks.append(facts)
     new_record.history.append(dice)
     retention = {facts.stage: selected.to_retained()} if record.retention else {}
-    if _rank() != 0:
+    if rank() != 0:
         return lineage
     return write_lineage(lineage.path, new_record, delta, retention, keep_from=lineage)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
 import numpy as np
 import torch
@@ -14,6 +12,7 @@ from monai.losses import DiceCELoss
 from monai.optimizers import WarmupCosineSchedule
 
 from medadapt.backends.base import PromptableBackend
+from medadapt.backends.distributed import distributed, world_size
 from medadapt.config import TrainConfig
 from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 
@@ -33,24 +32,6 @@ def jittered_boxes(masks: torch.Tensor, jitter: float, margin: float, rng: np.ra
     return torch.as_tensor(np.asarray(boxes), dtype=torch.float32)
 
 
-def distributed() -> bool:
-    """True inside a ``torchrun`` process group (gloo on the CPU, nccl on GPUs)."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def join_process_group(device: str, timeout: timedelta | None = None) -> bool:
-    """Join the process group of a ``torchrun`` launch (``WORLD_SIZE`` > 1): gloo on the CPU, nccl on CUDA
-    (each process on its ``LOCAL_RANK`` GPU); ``timeout`` bounds a collective's wait (torch's default when None).
-    Returns whether training runs distributed."""
-    if distributed() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        return distributed()
-    cuda = device.startswith("cuda")
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
-    return True
-
-
 def synchronise_start(parameters: list[torch.nn.Parameter]) -> None:
     """Give every process rank 0's values of ``parameters`` (when distributed)."""
     if distributed():
@@ -62,7 +43,7 @@ def average_gradients(parameters: list[torch.nn.Parameter]) -> None:
     """Replace each gradient by its mean over the processes (when distributed): what DDP does, for a model
     whose training step is not its ``forward``."""
     if distributed():
-        world = dist.get_world_size()
+        world = world_size()
         for parameter in parameters:
             if parameter.grad is None:
                 parameter.grad = torch.zeros_like(parameter)

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from medadapt import __version__
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.errors import InputError
-from medadapt.io.folders import check_listed, folder_entries, replaced_whole
+from medadapt.io.folders import check_listed, check_output_folder, folder_entries, replaced_whole
 from medadapt.io.volume import MAX_LABEL, MAX_LABEL_COUNT
 from medadapt.universal.collection import NAME
 from medadapt.universal.network import UniversalNetwork
@@ -167,16 +167,11 @@ def read_universal(path: str | Path) -> UniversalModel:
     return UniversalModel(record, network.eval())
 
 
-def check_output_folder(path: str | Path) -> Path:
-    """``path`` when a model can be written there: a new folder in an existing one, or an existing universal
-    model (then replaced whole)."""
-    path = Path(path)
-    if path.exists() and not is_universal(path):
-        raise InputError(f"{path}: exists and is not a universal model; choose a new folder")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{path}: parent folder {parent} does not exist")
-    return path
+def check_universal_folder(path: str | Path) -> Path:
+    """``path`` when a model can be written there: a new folder in an existing, writable one, or an existing
+    universal model (then replaced whole)."""
+    return check_output_folder(path, replaceable=is_universal,
+                               refusal="exists and is not a universal model; choose a new folder")
 
 
 def write_universal(path: str | Path, model: UniversalModel) -> UniversalModel:

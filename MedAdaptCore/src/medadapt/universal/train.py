@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 from monai.optimizers import WarmupCosineSchedule
 
-from medadapt.methods.training import distributed, optimisation_step, synchronise_start
+from medadapt.backends.distributed import rank
+from medadapt.methods.training import optimisation_step, synchronise_start
 from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
 from medadapt.universal.priors import PriorConditioned
 from medadapt.universal.slices import EncodedVolume
@@ -82,8 +83,7 @@ def train_network(network: PriorConditioned, volumes: list[TrainingVolume], sett
                   progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> list[float]:
     """Train ``parameters`` (default: all of ``network``'s) on ``volumes``; returns the loss per step. Checks
     ``cancel`` every step; under ``torchrun`` rank r seeds its batches with ``seed + r``."""
-    rank = torch.distributed.get_rank() if distributed() else 0
-    rng = np.random.default_rng(settings.seed + rank)
+    rng = np.random.default_rng(settings.seed + rank())
     parameters = list(network.parameters()) if parameters is None else parameters
     for parameter in network.parameters():
         parameter.requires_grad_(False)
