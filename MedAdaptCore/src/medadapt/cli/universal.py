@@ -197,22 +197,24 @@ def run_predict(args: argparse.Namespace) -> None:
             backend = base_backend(model, device)
             model.network.to(device)
             rows = run_batch(inputs, Path(args.output), lambda path, output: _segment(
-                model, backend, path, output, tasks, args.modality, False), not args.quiet)
+                model, backend, path, output, tasks, args.modality, False, args.allow_header_files), not args.quiet)
             finish_batch(rows, Path(args.output))
         return
     backend = base_backend(model, device)
     model.network.to(device)
-    output = _segment(model, backend, args.image, args.output, tasks, args.modality, not args.quiet)
+    output = _segment(model, backend, args.image, args.output, tasks, args.modality, not args.quiet,
+                      args.allow_header_files)
     values = ", ".join(f"{name}={model.task(name).value}" for name in tasks)
     print(f"wrote {output} ({values})")
 
 
-def _segment(model, backend, image_path, output, tasks: list[str], modality: str | None, show: bool) -> Path:
+def _segment(model, backend, image_path, output, tasks: list[str], modality: str | None, show: bool,
+             allow_header_files: bool) -> Path:
     from medadapt.cli.progress_bar import TqdmProgress
     from medadapt.io.volume import check_writable, read_volume, write_volume
     from medadapt.universal.predict import choose_modality, predict_tasks
     output = check_writable(output, {"IMAGE": image_path})
-    image = read_volume(image_path)
+    image = read_volume(image_path, allow_header_files=allow_header_files)
     progress = TqdmProgress(show)
     try:
         labels = predict_tasks(model, backend, image, tasks, choose_modality(model, image, modality), progress)

@@ -42,7 +42,7 @@ MAX_VOXELS = 512 * 512 * 2000
 (512 x 512 in plane, 2000 slices: 1 m at 0.5 mm), beyond any single series the models segment; 1 GB as int16,
 2 GB as float32 while it is read."""
 """Longest NRRD / MetaImage text header read (ITK writes a few hundred bytes plus any metadata)."""
-TRUST_HINT = ("convert it to a single .nii.gz, .nrrd or .mha file, or, on the command line, pass "
+TRUST_HINT = ("convert it to a single .nii.gz, .nrrd or .mha file, or, with medadapt adapt / predict, pass "
               "--allow-header-files if the files it names are yours")
 NIFTI_SINGLE_FILE = (b"n+1\0", b"n+2\0")
 
