@@ -404,36 +404,25 @@ def test_a_failed_adapter_save_leaves_the_old_adapter_and_no_partial_folder(adap
     assert digest(tmp_path) == before and [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
-def test_a_failed_universal_save_leaves_the_old_model(universal, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["universal", "lineage"])
+def test_a_failed_save_leaves_the_old_universal_model_or_lineage(request, tmp_path, monkeypatch, kind):
     copy = tmp_path / "model"
-    shutil.copytree(universal, copy)
-    model = read_universal(copy)
+    shutil.copytree(request.getfixturevalue(kind), copy)
+    if kind == "universal":
+        folder_module, save = universal_folder, lambda: write_universal(copy, read_universal(copy))
+    else:
+        record = read_lineage(copy).record.model_copy(deep=True)
+        folder_module, save = lineage_folder, lambda: write_lineage(copy, record, {"mask_decoder.w": torch.zeros(4)})
     before = digest(tmp_path)
 
     def fail_midway(tensors, name, *args, **kwargs):
         open(name, "wb").write(b"partial")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(universal_folder, "save_file", fail_midway)
+    monkeypatch.setattr(folder_module, "save_file", fail_midway)
     with pytest.raises(OSError, match="No space left"):
-        write_universal(copy, model)
+        save()
     assert digest(tmp_path) == before and [p.name for p in tmp_path.iterdir()] == ["model"]
-
-
-def test_a_failed_lineage_save_leaves_the_old_lineage(lineage, tmp_path, monkeypatch):
-    copy = tmp_path / "abdomen"
-    shutil.copytree(lineage, copy)
-    loaded = read_lineage(copy)
-    before = digest(tmp_path)
-
-    def fail_midway(tensors, name, *args, **kwargs):
-        open(name, "wb").write(b"partial")
-        raise OSError("No space left on device")
-
-    monkeypatch.setattr(lineage_folder, "save_file", fail_midway)
-    with pytest.raises(OSError, match="No space left"):
-        write_lineage(copy, loaded.record.model_copy(deep=True), {"mask_decoder.w": torch.zeros(4)})
-    assert digest(tmp_path) == before and [p.name for p in tmp_path.iterdir()] == ["abdomen"]
 
 
 @pytest.mark.parametrize("name", ["atlas_image.nii.gz", "atlas_labels.nii.gz"])
