@@ -13,19 +13,23 @@ from medadapt.evaluation.metrics import evaluate
 from medadapt.pipeline import EmbeddingCache, adapt
 from medadapt.io.volume import Geometry, Volume
 
-PAINTED = [3, 10]
-ITERATIONS = 25  # what `adapt` gives two painted slices with registration between them
+CROP, PAINTED = slice(9, 18), [2, 6]
+"""Nine liver slices painted on two 4 slices apart: the walks beyond them reach the crop's ends (half the spacing,
+2 slices), the held-out checks walk across the gap. Each slice costs an encoding."""
+ITERATIONS = 12
+"""About half of what `adapt` gives two painted slices with registration between them (25, see
+test_adapters.py): already beats zero-shot here (liver Dice 0.950 against 0.938; 25 give 0.953)."""
 
 
 def _short_lora() -> AdaptConfig:
     config = AdaptConfig(method="lora", device="cpu")
-    config.train.iterations, config.synthesis.per_exemplar = ITERATIONS, 3
+    config.train.iterations, config.synthesis.per_exemplar = ITERATIONS, 1
     return config
 
 
 @pytest.fixture(scope="module")
 def crop(sample):
-    image, liver = liver_crop(sample)
+    image, liver = liver_crop(sample, CROP)
     return image, liver, find_exemplars(image, liver, axis=0, slices=PAINTED)
 
 
@@ -71,12 +75,12 @@ def test_outward_walks_stop_within_their_reach_of_the_painted_spacing(runs, crop
     config = AdaptConfig(method="zero-shot", device="cpu")
     config.stop.reach = None
     unbounded = adapt(image, exemplars, config, cache=runs["cache"]).segmentation.array
-    config.stop.reach = 0.25  # a quarter of the 7-slice spacing: at most 2 slices beyond 3 and 10
+    config.stop.reach = 0.25  # a quarter of the 4-slice spacing: at most 1 slice beyond 2 and 6
     bounded = adapt(image, exemplars, config, cache=runs["cache"]).segmentation.array
     covered = np.flatnonzero(bounded.any(axis=(1, 2)))
-    assert covered.min() >= PAINTED[0] - 2 and covered.max() <= PAINTED[-1] + 2
-    assert (unbounded[:PAINTED[0] - 2] == LIVER).any() or (unbounded[PAINTED[-1] + 3:] == LIVER).any()
-    inside = slice(PAINTED[0] - 2, PAINTED[-1] + 3)
+    assert covered.min() >= PAINTED[0] - 1 and covered.max() <= PAINTED[-1] + 1
+    assert (unbounded[:PAINTED[0] - 1] == LIVER).any() or (unbounded[PAINTED[-1] + 2:] == LIVER).any()
+    inside = slice(PAINTED[0] - 1, PAINTED[-1] + 2)
     np.testing.assert_array_equal(bounded[inside], unbounded[inside])
 
 
@@ -90,12 +94,13 @@ def test_progress_reports_every_stage_with_loss_and_eta(runs):
 
 def test_oblique_anisotropic_grid_is_kept_exactly(crop):
     image, liver, _ = crop
-    geometry = Geometry(image.geometry.size, (0.7, 0.9, 3.3), (11.5, -7.25, 40.0), OBLIQUE_DIRECTION)
-    oblique, oblique_liver = Volume(image.array, geometry), Volume(liver.array, geometry)
-    exemplars = find_exemplars(oblique, oblique_liver, slices=PAINTED)
+    image, liver = image.array[:4], liver.array[:4]  # four slices (painted 0 and 3) keep the encoding short
+    geometry = Geometry((*image.shape[:0:-1], len(image)), (0.7, 0.9, 3.3), (11.5, -7.25, 40.0), OBLIQUE_DIRECTION)
+    oblique, oblique_liver = Volume(image, geometry), Volume(liver, geometry)
+    exemplars = find_exemplars(oblique, oblique_liver, slices=[0, 3])
     assert exemplars.axis == 0
     result = adapt(oblique, exemplars, AdaptConfig(method="zero-shot", device="cpu")).segmentation
-    assert result.geometry == geometry and result.array.shape == image.array.shape
+    assert result.geometry == geometry and result.array.shape == image.shape
     reread = Volume.from_sitk(result.to_sitk())
     assert reread.geometry.matches(geometry)
 
