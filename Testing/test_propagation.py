@@ -9,7 +9,7 @@ from medadapt.io.exemplars import find_exemplars
 from medadapt.io.volume import Geometry, Volume
 from medadapt.pipeline import EmbeddingCache, adapt
 
-WAIST, WIDE, BELOW = 12, 20, 4
+WAIST, WIDE, BELOW = 6, 10, 2
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def hourglass():
     """A bright disc in soft tissue whose radius grows by 1.5 pixels a slice away from slice ``WAIST`` (an
     hourglass), painted on ``WAIST`` (narrow) and ``WIDE``: below the waist the painting narrows towards the
     end while the image widens, as a tumour's walk running into tissue of the same intensity does."""
-    depth, size = 26, 96
+    depth, size = 14, 96  # fourteen slices: every slice a walk reaches is encoded once
     rows, cols = np.mgrid[:size, :size]
     radius = 10 + 1.5 * np.abs(np.arange(depth) - WAIST)
     disc = (rows - size / 2) ** 2 + (cols - size / 2) ** 2 < radius[:, None, None] ** 2
@@ -50,7 +50,7 @@ def _covered(hourglass, cache, **stop) -> np.ndarray:
 def test_a_walk_stops_where_it_grows_beyond_a_narrowing_end(hourglass, cache):
     free = _covered(hourglass, cache, taper_growth=None)
     tapered = _covered(hourglass, cache)
-    reach = 4  # half the 8-slice spacing of the painting
+    reach = 2  # half the 4-slice spacing of the painting
     assert free.min() < WAIST, "without the taper rule the walk follows the widening disc below the waist"
     assert tapered.min() == WAIST, "the painting narrows towards the waist: a growing mask beyond it stops"
     assert tapered.max() == free.max() == WIDE + reach, "the wide end widens in the painting: its walk goes on"
