@@ -1,8 +1,8 @@
 """The universal model through MedAdaptLogic in a real MRML scene: its tasks listed from the folder, chosen tasks
 segmented prompt-free into new, terminology-tagged segments beside the user's own (never changed), and accepted
 segments saved as a training collection that ``medadapt universal train`` reads. The model is a small untrained
-network written as a universal model folder (training is tested in test_universal.py); the CT is cut to four
-slices so encoding stays quick."""
+network written as a universal model folder (training is tested in test_universal.py); the CT is cut to two
+slices so encoding stays quick (and, for the volume model, to one 3D patch in plane)."""
 
 import numpy as np
 import pytest
@@ -10,11 +10,11 @@ import torch
 
 from slicer_fixtures import (add_segmentation, crop_slices, load_ct, make_scene, needs_ct, node_ids,
                              reference_labels, segment_arrays)
-from MedAdaptSlicerLib.conversion import volume_from_node
+from MedAdaptSlicerLib.conversion import update_node_from_volume, volume_from_node
 from MedAdaptSlicerLib.jobs import SynchronousRunner
 from MedAdaptSlicerLib.logic import MedAdaptLogic, free_segment_name
 from medadapt.errors import InputError
-from medadapt.io.volume import read_volume
+from medadapt.io.volume import Geometry, Volume, read_volume
 from medadapt.universal.collection import read_collection
 from medadapt.universal.folder import TaskRecord, UniversalModel, new_record, read_universal, write_universal
 from medadapt.universal.network import UniversalNetwork
@@ -22,7 +22,7 @@ from medadapt.universal.network3d import VolumeUniversalNetwork
 from medadapt.universal.predict import predict_tasks
 from medadapt.universal.priors import NetworkShape, shape_for
 
-LOW, HIGH = 14, 18  # the four CT slices kept
+LOW, HIGH = 14, 16  # the two CT slices kept
 VALUES = {"liver": 5, "spleen": 1}
 
 
@@ -40,12 +40,19 @@ def model_folder(tmp_path_factory, litemedsam):
     return folder
 
 
-def ct_case(masks):
-    """Scene with the four-slice CT and a segmentation holding ``masks`` (name -> function of the labels)."""
+def ct_case(masks, rows: slice = slice(None), cols: slice = slice(None)):
+    """Scene with the two-slice CT (only ``rows`` and ``cols`` of each slice if given) and a segmentation holding
+    ``masks`` (name -> function of the labels)."""
     scene, _, logics = make_scene()
     volume = load_ct(logics)
     crop_slices(volume, LOW, HIGH)
-    labels = reference_labels()[LOW:HIGH]
+    if rows != slice(None) or cols != slice(None):
+        image = volume_from_node(volume)
+        g = image.geometry
+        origin = tuple(g.index_to_world((cols.start, rows.start, 0)))
+        array = np.ascontiguousarray(image.array[:, rows, cols])
+        update_node_from_volume(volume, Volume(array, Geometry(array.shape[::-1], g.spacing, origin, g.direction)))
+    labels = reference_labels()[LOW:HIGH, rows, cols]
     segmentation = add_segmentation(scene, volume, {name: make(labels) for name, make in masks.items()})
     return scene, volume, segmentation, labels
 
@@ -109,7 +116,7 @@ def volume_model_folder(tmp_path_factory):
 
 @needs_ct
 def test_a_volume_model_segments_without_a_foundation_model_and_can_be_cancelled(volume_model_folder):
-    scene, volume, segmentation, labels = ct_case({})
+    scene, volume, segmentation, labels = ct_case({}, slice(30, 78), slice(20, 68))  # one 48-voxel patch a task
     logic = MedAdaptLogic(SynchronousRunner())
     progress = []
     job = logic.start_universal_segment(volume_model_folder, volume, segmentation, ["liver", "spleen"], "CT",
