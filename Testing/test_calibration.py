@@ -2,6 +2,7 @@
 model, Fill and registration for the slices between painted ones."""
 
 import numpy as np
+import pytest
 
 from medadapt.slices.leave_one_out import LeaveOneOut, fill_held_slice
 from medadapt.evaluation.metrics import mask_dice
@@ -75,21 +76,33 @@ def test_auto_lets_fill_take_only_short_gaps_and_fill_takes_all():
     np.testing.assert_array_equal(every_gap[16:], model[16:])  # nothing past the last painted slice
 
 
-def test_predict_runs_only_the_held_out_walks_its_gap_choice_needs(sample, litemedsam):
-    from conftest import LIVER, liver_crop
+@pytest.fixture(scope="module")
+def liver_crop_model(sample, litemedsam):
+    """The sample's 14-slice liver crop and a maker of new slice models of it that share one set of slice
+    embeddings (each slice is encoded once for the tests that walk it)."""
+    from conftest import liver_crop
+
+    from medadapt.io.intensity import intensity_window
+    from medadapt.slices.frame import in_plane_spacing
+    from medadapt.slices.model import SliceModel
+    from medadapt.slices.stack import slice_stack
+
+    image, liver = liver_crop(sample)
+    stack, embeddings = slice_stack(image, 0, intensity_window(image.array)), {}
+    return image, liver, lambda: SliceModel(litemedsam, stack, in_plane_spacing(image.geometry.spacing, 0),
+                                            embeddings=embeddings)
+
+
+def test_predict_runs_only_the_held_out_walks_its_gap_choice_needs(liver_crop_model):
+    from conftest import LIVER
 
     from medadapt.slices.between import gap_fillers
     from medadapt.config import AdaptConfig
     from medadapt.io.exemplars import find_exemplars
-    from medadapt.io.intensity import intensity_window
-    from medadapt.slices.stack import slice_stack
-    from medadapt.slices.frame import in_plane_spacing
-    from medadapt.slices.model import SliceModel
 
-    image, liver = liver_crop(sample)
+    image, liver, new_model = liver_crop_model
     exemplars = find_exemplars(image, liver, axis=0, slices=[3, 6, 9])
-    model = SliceModel(litemedsam, slice_stack(image, 0, intensity_window(image.array)),
-                       in_plane_spacing(image.geometry.spacing, 0))
+    model = new_model()
     calls = []
     predict = model.predict
     model.predict = lambda *args, **kwargs: calls.append(args[0]) or predict(*args, **kwargs)
@@ -127,20 +140,15 @@ def test_registration_takes_the_gaps_it_is_given_and_nothing_else(sample, liteme
     assert all(mask_dice(every[s] > 0.5, liver[s]) > 0.9 for s in range(13, 18))
 
 
-def test_the_default_checks_the_painted_slices_without_walking_the_model_across_the_gaps(sample, litemedsam):
-    from conftest import LIVER, liver_crop
+def test_the_default_checks_the_painted_slices_without_walking_the_model_across_the_gaps(liver_crop_model):
+    from conftest import LIVER
 
     from medadapt.config import AdaptConfig
     from medadapt.io.exemplars import find_exemplars
-    from medadapt.io.intensity import intensity_window
     from medadapt.slices.between import check_exemplars
-    from medadapt.slices.frame import in_plane_spacing
-    from medadapt.slices.model import SliceModel
-    from medadapt.slices.stack import slice_stack
 
-    image, liver = liver_crop(sample)
-    model = SliceModel(litemedsam, slice_stack(image, 0, intensity_window(image.array)),
-                       in_plane_spacing(image.geometry.spacing, 0))
+    image, liver, new_model = liver_crop_model
+    model = new_model()
     calls = []
     predict = model.predict
     model.predict = lambda *args, **kwargs: calls.append(args[0]) or predict(*args, **kwargs)
