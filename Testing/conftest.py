@@ -1,9 +1,11 @@
-"""Shared fixtures: the bundled sample CT, the real LiteMedSAM and oblique synthetic volumes."""
+"""Shared fixtures and assertions for every area folder (``core/``, ``slicer_module/``, ``server/``, ``web/``): the bundled
+sample CT, the real LiteMedSAM, oblique synthetic volumes and the geometry / Dice checks."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this file, for every area folder
 SAMPLE = REPO / "Resources" / "Sample"
 LIVER, SPLEEN = 5, 1
 

@@ -24,6 +24,7 @@ else:
 sys.path.insert(0, str(REPO / "MedAdaptSlicer"))
 
 import slicer  # noqa: E402
+from assertions import dice  # noqa: E402,F401  (re-exported for the Slicer tests)
 
 needs_ct = pytest.mark.skipif(not CT_IMAGE.is_file(), reason=f"real scan {CT_IMAGE} absent")
 
@@ -98,11 +99,6 @@ def add_points(scene, name: str, ras_points):
         node.AddControlPoint(vtk.vtkVector3d(*[float(v) for v in point]))
     return node
 
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap of two binary arrays."""
-    a, b = a.astype(bool), b.astype(bool)
-    return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
 
 
 def segment_arrays(segmentation_node, volume_node) -> dict[str, np.ndarray]:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from assertions import dice  # noqa: F401  (re-exported for the browser UI tests)
+
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "Sample"
 IMAGE, LABELS, LIVER = SAMPLE / "ct_abdomen_image.nii.gz", SAMPLE / "ct_abdomen_liver_spleen.nii.gz", 5
 PAINTED_SLICES = (5, 15, 25)
@@ -96,7 +98,3 @@ def view_strokes(k: int, width: float, height: float, geometry: SliceGeometry | 
     return [(geometry.to_view(i0, j0, width, height), geometry.to_view(i1, j1, width, height))
             for (i0, j0), (i1, j1) in strokes_ij(liver[k])]
 
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from assertions import assert_same_grid
 from conftest import LIVER, REPO, free_port, liver_crop, oblique_image
 
 sys.path.insert(0, str(REPO / "MedAdaptSlicer"))
@@ -176,9 +177,7 @@ def test_two_clients_jobs_both_finish_with_their_own_correct_results(server, cas
         assert job["state"] == "done", job
         result = sitk.ReadImage(str(path))
         np.testing.assert_array_equal(sitk.GetArrayFromImage(result), expected)
-        assert result.GetDirection() == pytest.approx(source.GetDirection())
-        assert result.GetSpacing() == pytest.approx(source.GetSpacing())
-        assert result.GetOrigin() == pytest.approx(source.GetOrigin())
+        assert_same_grid(result, source)
     with pytest.raises(RemoteError, match="not found") as hidden:  # bob's job is invisible to alice
         RemoteClient(server.url, ALICE).job(outcome["bob"][0]["id"])
     assert hidden.value.status == 404

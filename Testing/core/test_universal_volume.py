@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from assertions import assert_same_grid
 from conftest import (ANISOTROPIC_SPACING, LIVER, OBLIQUE_DIRECTION, oblique_crop_files, organs_entry_folder,
                       run_cli, SPLEEN)
 
@@ -93,10 +94,7 @@ def test_volume_model_trains_and_segments_prompt_free_on_the_image_grid(model_fo
                          "-o", output, "--device", "cpu", "--quiet")
     assert code == 0, err
     image, predicted = sitk.ReadImage(str(crop["image"])), sitk.ReadImage(str(output))
-    assert predicted.GetSize() == image.GetSize()
-    assert predicted.GetDirection() == pytest.approx(image.GetDirection())
-    assert predicted.GetSpacing() == pytest.approx(image.GetSpacing())
-    assert predicted.GetOrigin() == pytest.approx(image.GetOrigin())
+    assert_same_grid(predicted, image)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(crop["labels"])))
     array = sitk.GetArrayFromImage(predicted)
     assert set(np.unique(array)) <= {0, LIVER, SPLEEN}

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedAdaptSlicer"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "MedAdaptSlicer"))
 from MedAdaptSlicerLib.settings import (remember_lineage, remembered_lineages, remote_settings,  # noqa: E402
                                         restore_settings, save_settings)
 

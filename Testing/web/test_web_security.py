@@ -226,7 +226,7 @@ def test_without_a_login_the_page_gets_a_random_secret_on_this_computer_only(app
 
 
 def test_each_start_makes_its_own_secret_and_one_hello_holds_the_session():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedAdaptSlicer"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "MedAdaptSlicer"))
     from medadapt_web.app import PageAccess
 
     first, second = PageAccess({}), PageAccess({})

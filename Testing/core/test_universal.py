@@ -10,6 +10,7 @@ import SimpleITK as sitk
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from assertions import assert_same_grid
 from conftest import free_port, LIVER, oblique_crop_files, organs_entry_folder, run_cli, SPLEEN
 
 from medadapt.cli.main import main
@@ -69,9 +70,7 @@ def test_train_then_predict_chosen_tasks_prompt_free(model_folder, crop, tmp_pat
                          "-o", both, "--device", "cpu", "--quiet")
     assert code == 0, err
     image, predicted = sitk.ReadImage(str(crop["image"])), sitk.ReadImage(str(both))
-    assert predicted.GetDirection() == pytest.approx(image.GetDirection())
-    assert predicted.GetSpacing() == pytest.approx(image.GetSpacing())
-    assert predicted.GetOrigin() == pytest.approx(image.GetOrigin())
+    assert_same_grid(predicted, image)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(crop["labels"])))
     array = sitk.GetArrayFromImage(predicted)
     assert set(np.unique(array)) <= {0, LIVER, SPLEEN}

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODULE_SOURCE = REPO / "MedAdaptSlicer"
 CORE_SOURCE = REPO / "MedAdaptCore"
 SCRIPTED = "lib/Slicer-5.11/qt-scripted-modules"
