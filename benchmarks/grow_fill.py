@@ -50,8 +50,26 @@ def grown(image, target: np.ndarray, slices: list[int], ratio: float | None = 0.
     return grow_from_seeds(image.array, exemplars, ratio) == 1
 
 
-def run_case(case: str, k: int, placement: str, held_out: bool = True) -> dict:
-    """Fill's and Grow's Dice on the unpainted slices of one case, and their held-out Dice per painted slice."""
+def warp_held(image, target: np.ndarray, slices: list[int], held: int) -> float:
+    """Dice of painted slice ``held`` predicted by registration (MedAdapt's default between painted slices) from
+    its two painted neighbours, on the slice stack the pipeline builds."""
+    from medadapt.evaluation.metrics import mask_dice
+    from medadapt.io.intensity import intensity_window
+    from medadapt.slices.registration import carry_between
+    from medadapt.slices.stack import slice_stack
+
+    painted = np.zeros(target.shape, bool)
+    painted[slices] = target[slices] > 0
+    stack = slice_stack(image, 0, intensity_window(image.array, painted))
+    low, high = max(s for s in slices if s < held), min(s for s in slices if s > held)
+    carried = carry_between(stack, low, target[low] > 0, high, target[high] > 0)[held]
+    return round(mask_dice(carried > 0.5, target[held] > 0), 4)
+
+
+def run_case(case: str, k: int, placement: str, held_out: bool = True, interior_only: bool = False) -> dict:
+    """Fill's and Grow's Dice on the unpainted slices of one case, and their held-out Dice per painted slice
+    (``interior_only``: no whole-volume grow, and held-out runs only on the painted slices between two others,
+    where registration is also scored)."""
     from medadapt.evaluation.metrics import hidden_slices_only, mask_dice
     from medadapt.slices.fill import fill_between_slices
     from medadapt.slices.leave_one_out import fill_held_slice
@@ -72,6 +90,14 @@ def run_case(case: str, k: int, placement: str, held_out: bool = True) -> dict:
     grow = grown(image, target, slices)
     row["grow"] = round(mask_dice(hidden_slices_only(grow, 0, slices), truth), 4)
     row["grow_s"] = round(time.monotonic() - started, 2)
+    if interior_only:
+        inner = [held for held in slices[1:-1]]
+        row["loo_grow"] = {held: round(mask_dice(grown(image, target, [s for s in slices if s != held])[held],
+                                                 target[held] > 0), 4) for held in inner}
+        row["loo_fill"] = {held: round(mask_dice(fill_held_slice({s: target[s] > 0 for s in slices if s != held},
+                                                                 held), target[held] > 0), 4) for held in inner}
+        row["loo_warp"] = {held: warp_held(image, target, slices, held) for held in inner}
+        return row
     started = time.monotonic()
     if image.array.size > 2e7:  # LUNG1 (35 M voxels): minutes per whole-volume grow on the loaded machine
         return row
@@ -178,22 +204,70 @@ def table(paths: list[Path]) -> None:
                   f"{below} below best by > 0.01 | | |")
 
 
+def referee_table(paths: list[Path], margin: float = 0.0) -> None:
+    """Markdown table per (k, placement) of the interior referee (rows run with ``--interior-only``): each
+    interior painted slice hidden in turn and filled from its two neighbours by registration (MedAdapt's default
+    between painted slices) and by Grow from seeds; Grow is picked for the whole output when its mean held-out
+    Dice beats registration's by more than ``margin``, else MedAdapt's recorded default is kept."""
+    rows = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[(row["case"], row["k"], row["placement"])] = row
+    figures = medadapt_figures()
+    for k, placement in sorted({(key[1], key[2]) for key in rows}):
+        group = [r for key, r in sorted(rows.items()) if key[1:] == (k, placement) and r.get("loo_warp")]
+        print(f"\n**k = {k}, {placement}, margin {margin}**\n")
+        print("| case | MedAdapt | Fill | Grow | best | held: registration | held: Grow | pick | result | − best | "
+              "− MedAdapt |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        results, bests, ours_all, below = [], [], [], 0
+        for r in group:
+            ours = figures.get((r["case"], k, placement))
+            warp, grow = np.mean(list(r["loo_warp"].values())), np.mean(list(r["loo_grow"].values()))
+            pick = "grow" if grow > warp + margin else "medadapt"
+            result = r["grow"] if pick == "grow" else ours
+            best = max(r["fill"], r["grow"])
+            cells = [f"{ours:.3f}" if ours is not None else "–", f"{r['fill']:.3f}", f"{r['grow']:.3f}", f"{best:.3f}",
+                     f"{warp:.3f}", f"{grow:.3f}", pick, "–" if result is None else f"{result:.3f}",
+                     "–" if result is None else f"{result - best:+.3f}",
+                     "–" if result is None or ours is None else f"{result - ours:+.3f}"]
+            print(f"| {r['case']} | " + " | ".join(cells) + " |")
+            if result is not None and ours is not None:
+                results.append(result)
+                bests.append(best)
+                ours_all.append(ours)
+                below += result < best - 0.01
+        if results:
+            print(f"| **mean, the {len(results)} with MedAdapt** | {np.mean(ours_all):.3f} | | | {np.mean(bests):.3f} | "
+                  f"| | | {np.mean(results):.3f} | {below} below best by > 0.01 | {np.mean(results) - np.mean(ours_all):+.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--placement", nargs="+", default=["centre", "random"], choices=["centre", "random"])
     parser.add_argument("--cases", nargs="+", default=None, help="default: the 20 few-shot cases and the MR lesions")
     parser.add_argument("--no-held-out", action="store_true", help="skip the leave-one-painted-slice-out runs")
+    parser.add_argument("--interior-only", action="store_true",
+                        help="held-out runs (Fill, Grow, registration) on interior painted slices only; no whole-volume grow")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--table", type=Path, nargs="+", default=None)
+    parser.add_argument("--referee-table", type=Path, nargs="+", default=None,
+                        help="print the interior referee's picks and results for these --interior-only rows and exit")
+    parser.add_argument("--margin", type=float, default=0.0, help="--referee-table: Grow must win by more than this")
     args = parser.parse_args()
+    if args.referee_table:
+        referee_table(args.referee_table, args.margin)
+        return
     if args.table:
         table(args.table)
         return
     for k in args.k:
         for placement in args.placement:
             for case in args.cases or [*cases(), *LESION_CASES]:  # (--cases to run LUNG1, the slow one, last)
-                row = run_case(case, k, placement, not args.no_held_out)
+                row = run_case(case, k, placement, not args.no_held_out, args.interior_only)
                 print(json.dumps(row), flush=True)
                 if args.out:
                     with args.out.open("a") as handle:

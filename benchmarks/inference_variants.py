@@ -167,18 +167,27 @@ DEFAULT_VARIANT = "grow1.1"
 """The variant that is today's default (with ``warp`` between painted slices)."""
 
 
+def _slice_seeds(shape: tuple[int, ...], slices: list[int]) -> np.ndarray:
+    """Every voxel of the painted slices set: the seeds' extent Grow from seeds crops to (the painted structure and
+    the background fill each painted slice)."""
+    seeds = np.zeros(shape, np.int8)
+    seeds[slices] = 1
+    return seeds
+
+
 def grow_candidates(image, target: np.ndarray, slices: list[int], model, exemplars, default: np.ndarray,
                     fill: np.ndarray | None, default_labels: np.ndarray | None = None) -> dict:
     """Issue 30's "grow-cut as a candidate": Dice on the hidden slices of the default (``default``: its
     probability, slice axis first), Fill, Grow from seeds (the effect's crop, and the whole volume), and grow-cut
-    seeded by the default's confident interior and exterior (:func:`model_seed_labels`); at k >= 2 each painted
+    seeded by the default's confident interior and exterior (:func:`model_seed_labels`), and ``grow_then_model``:
+    Grow on the slices its crop reaches, the default beyond (``in_reach``: both scored on those slices alone); at k >= 2 each painted
     slice is hidden in turn and predicted by each candidate from the others (the default: registration between
     two others, its walk beyond the outer ones; Fill: 0 beyond them), and the candidate with the best mean held-out
     Dice is chosen (the default on a tie). At k = 1 the rule is the seeded grow-cut."""
     from medadapt.config import AdaptConfig
     from medadapt.evaluation.metrics import hidden_slices_only, mask_dice
     from medadapt.io.exemplars import find_exemplars
-    from medadapt.slices.grow import grow_cut, grow_from_seeds, model_seed_labels
+    from medadapt.slices.grow import grow_cut, grow_from_seeds, model_seed_labels, seed_crop
     from medadapt.slices.leave_one_out import GAP_FILLERS, fill_held_slice, leave_one_out
 
     truth = hidden_slices_only(target > 0, 0, slices)
@@ -194,7 +203,15 @@ def grow_candidates(image, target: np.ndarray, slices: list[int], model, exempla
              "grow": grown(slices, 0.2), "grow_full": grown(slices, None)}
     spacing_zyx = tuple(reversed(image.geometry.spacing))
     masks["seeded"] = grow_cut(image.array, model_seed_labels(default, painted, slices), spacing_zyx, ratio=None) == 1
+    reach = seed_crop(_slice_seeds(target.shape, slices))[0]  # the slices Slicer's Grow reaches
+    masks["grow_then_model"] = masks["medadapt"].copy()
+    masks["grow_then_model"][reach] = masks["grow"][reach]
     out = {name: score(mask) for name, mask in masks.items()}
+    inside = np.zeros(target.shape, bool)
+    inside[reach] = True
+    out["in_reach"] = {name: round(mask_dice(hidden_slices_only(masks[name] & inside, 0, slices), truth & inside), 4)
+                       for name in ("medadapt", "grow")}
+    out["reach"] = [reach.start, reach.stop]
     if len(slices) < 2:
         out["chosen"] = "seeded"
         out["chosen_dice"] = out["seeded"]

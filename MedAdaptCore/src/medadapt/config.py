@@ -142,6 +142,10 @@ class AdaptConfig:
     """With ``auto``, Fill or registration takes over only gaps between painted slices at most this far apart
     (mm): interpolation is strong between close slices and degrades over long gaps, where the model's
     propagation holds (measured in BENCHMARKS.md)."""
+    grow_referee: bool = True
+    """Let Slicer's Grow from seeds take a label whose hidden painted slices between two others it predicts better
+    than the gap filler does (:mod:`medadapt.slices.grow_referee`; needs three painted slices of the label and
+    slicer-core)."""
     largest_component: bool = False
     fill_holes: bool = False
 

@@ -3,10 +3,16 @@ the last step of ``lora`` once its adapters are trained."""
 
 from __future__ import annotations
 
+import numpy as np
+
+from medadapt.errors import InputError
 from medadapt.methods.heads import HeadSet
 from medadapt.methods.result import AdaptResult, AdaptRun
 from medadapt.slices.between import check_exemplars
+from medadapt.slices.grow import grow_from_seeds
+from medadapt.slices.grow_referee import grow_held_out, grow_wins
 from medadapt.slices.labels import segment
+from medadapt.slices.leave_one_out import LeaveOneOut
 from medadapt.slices.seeds import exemplar_seeds, prompts_by_label
 
 
@@ -18,7 +24,31 @@ def propagated_result(run: AdaptRun, losses: list[float] = (), heads: HeadSet | 
     checks, fillers = check_exemplars(run.model, run.exemplars, run.config)
     labels = segment(run.model, run.exemplars, exemplar_seeds(run.exemplars), run.config, prompts, run.progress,
                      run.cancel, fillers)
-    return run.result(labels, validation_dice=checks.validation_dice(fillers), losses=list(losses), heads=heads)
+    validation = checks.validation_dice(fillers)
+    grown = refereed_by_grow(run, checks, fillers) if run.config.grow_referee and not prompts else {}
+    if grown:
+        everything = np.moveaxis(grow_from_seeds(run.image.array, run.exemplars), run.exemplars.axis, 0)
+        for label, held_out in grown.items():
+            labels[labels == label] = 0
+            labels[(everything == label) & (labels == 0)] = label
+            validation[label] = held_out
+    return run.result(labels, validation_dice=validation, losses=list(losses), heads=heads,
+                      grown_labels=sorted(grown))
+
+
+def refereed_by_grow(run: AdaptRun, checks: LeaveOneOut, fillers: dict[int, str]) -> dict[int, float]:
+    """Label -> Grow's mean held-out Dice, for the labels the grow referee gives to Grow from seeds
+    (:mod:`medadapt.slices.grow_referee`); none without slicer-core, which carries the filter."""
+    try:
+        grow = grow_held_out(run.image.array, run.exemplars)
+    except InputError:  # no slicer-core: the filter is absent, MedAdapt's own result stands
+        return {}
+    chosen = {}
+    for label, scores in grow.items():
+        filler = getattr(checks, fillers.get(label, "model")).get(label, {})
+        if grow_wins(scores, filler):
+            chosen[label] = float(np.mean(list(scores.values())))
+    return chosen
 
 
 def adapt_zero_shot(run: AdaptRun) -> AdaptResult:

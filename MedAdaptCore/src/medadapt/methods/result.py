@@ -30,6 +30,8 @@ class AdaptResult:
     seconds: float = 0.0
     heads: HeadSet | None = None
     size_priors: dict[int, float] = field(default_factory=dict)
+    grown_labels: list[int] = field(default_factory=list)
+    """Labels whose result is Slicer's Grow from seeds, chosen by the grow referee."""
 
 
 @dataclass

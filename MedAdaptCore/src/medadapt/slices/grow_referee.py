@@ -1,0 +1,56 @@
+"""The grow referee: does the image's intensity edge carry a structure better than MedAdapt's shape tools?
+
+Each painted slice that lies between two other painted slices of a label is hidden in turn and predicted from the
+remaining painted slices twice: by what fills MedAdapt's gaps between painted slices (registration by default,
+already scored by the leave-one-out checks) and by Slicer's Grow from seeds (the effect's crop and seeds,
+:mod:`medadapt.slices.grow`). Every candidate reaches such a slice, so the comparison is fair. When Grow wins by
+more than :data:`MARGIN`, the label's result is Grow from seeds from all painted slices: the structure is one whose
+boundary the image draws (a lesion with strong contrast) rather than one the shapes of neighbouring slices predict.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medadapt.evaluation.metrics import mask_dice
+from medadapt.io.exemplars import Exemplars
+from medadapt.slices.grow import exemplar_seed_labels, grow_cut
+
+MARGIN = 0.01
+"""Grow must beat the gap filler's mean held-out Dice by more than this: the tolerance within which two results
+count as equal (the accuracy targets' own), so a tie keeps MedAdapt's result."""
+
+
+def interior_slices(exemplars: Exemplars, label: int) -> list[int]:
+    """Painted slices of ``label`` that lie strictly between two other painted slices of it."""
+    painted = exemplars.label_slices.get(label, [])
+    return [s for s in painted if min(painted) < s < max(painted)]
+
+
+def grow_held_out(intensity: np.ndarray, exemplars: Exemplars) -> dict[int, dict[int, float]]:
+    """Label -> {interior painted slice: Dice of Grow from seeds predicting it with that slice's seeds removed}
+    (every label's seeds and the background of the other painted slices stay, as a user would have them)."""
+    seeds, background = exemplar_seed_labels(exemplars)
+    seeds = np.moveaxis(seeds, exemplars.axis, 0)
+    painted = np.moveaxis(exemplars.labelmap.array, exemplars.axis, 0)
+    image = np.moveaxis(intensity, exemplars.axis, 0)
+    spacing = tuple(reversed(exemplars.labelmap.geometry.spacing))
+    spacing = (spacing[exemplars.axis], *[v for a, v in enumerate(spacing) if a != exemplars.axis])
+    wanted = {label: interior_slices(exemplars, label) for label in exemplars.labels}
+    scores: dict[int, dict[int, float]] = {label: {} for label, held in wanted.items() if held}
+    for held in sorted({s for slices in wanted.values() for s in slices}):
+        hidden = seeds.copy()
+        hidden[held] = 0
+        grown = grow_cut(image, hidden, spacing)[held]
+        for label, slices in wanted.items():
+            if held in slices:
+                scores[label][held] = mask_dice(grown == label, painted[held] == label)
+    return scores
+
+
+def grow_wins(grow: dict[int, float], filler: dict[int, float]) -> bool:
+    """Grow's mean held-out Dice beats the gap filler's on the same slices by more than :data:`MARGIN`."""
+    shared = [s for s in grow if s in filler]
+    if not shared:
+        return False
+    return float(np.mean([grow[s] for s in shared])) > float(np.mean([filler[s] for s in shared])) + MARGIN
