@@ -207,8 +207,10 @@ def table(paths: list[Path]) -> None:
 def referee_table(paths: list[Path], margin: float = 0.0) -> None:
     """Markdown table per (k, placement) of the interior referee (rows run with ``--interior-only``): each
     interior painted slice hidden in turn and filled from its two neighbours by registration (MedAdapt's default
-    between painted slices) and by Grow from seeds; Grow is picked for the whole output when its mean held-out
-    Dice beats registration's by more than ``margin``, else MedAdapt's recorded default is kept."""
+    between painted slices) and by Grow from seeds; Grow is picked for the whole output when its held-out Dice
+    beats registration's by more than ``margin`` on every such slice (MedAdapt's rule,
+    :func:`medadapt.slices.grow_referee.grow_wins`), else MedAdapt's recorded default is kept. Columns "held"
+    show the means."""
     rows = {}
     for path in paths:
         for line in path.read_text().splitlines():
@@ -226,7 +228,7 @@ def referee_table(paths: list[Path], margin: float = 0.0) -> None:
         for r in group:
             ours = figures.get((r["case"], k, placement))
             warp, grow = np.mean(list(r["loo_warp"].values())), np.mean(list(r["loo_grow"].values()))
-            pick = "grow" if grow > warp + margin else "medadapt"
+            pick = "grow" if all(r["loo_grow"][s] > r["loo_warp"][s] + margin for s in r["loo_warp"]) else "medadapt"
             result = r["grow"] if pick == "grow" else ours
             best = max(r["fill"], r["grow"])
             cells = [f"{ours:.3f}" if ours is not None else "–", f"{r['fill']:.3f}", f"{r['grow']:.3f}", f"{best:.3f}",
