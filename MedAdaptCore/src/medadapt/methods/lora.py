@@ -85,7 +85,8 @@ def training_iterations(config: AdaptConfig, exemplars: Exemplars, clicks: bool)
     """``config.train.iterations`` when set; else ``ends_iterations`` when the model segments only the ends
     beyond the outermost painted slices (every label painted on >= 2 slices, no clicks, registration or Fill in
     every gap between painted slices) and ``full_iterations`` otherwise: the adapted model is trained as long as
-    its part of the volume needs (BENCHMARKS.md, "How much training the default needs")."""
+    its part of the volume needs (docs/benchmarks/few-shot.md,
+    "How much training the default needs")."""
     train = config.train
     if train.iterations is not None:
         return train.iterations

@@ -61,7 +61,7 @@ def seeds_from_atlas(model: SliceModel, warped: np.ndarray, margin: float) -> di
     """Seed masks without any prompt from an atlas warped onto the volume (``warped``: labels, slice axis
     first; see :mod:`medadapt.methods.atlas`): every slice the warped structure covers, segmented by ``model`` from the
     box of the warped structure there (grown by ``margin`` frame pixels). Seeding every slice scored better
-    than seeding 3, 5 or 8 of them and propagating between (BENCHMARKS.md, "Cross-subject")."""
+    than seeding 3, 5 or 8 of them and propagating between (docs/benchmarks/cross-subject.md, "Cross-subject")."""
     seeds: dict[int, dict[int, np.ndarray]] = {}
     for label in (int(v) for v in np.unique(warped) if v != 0):
         for index in np.flatnonzero((warped == label).any(axis=(1, 2))).tolist():
