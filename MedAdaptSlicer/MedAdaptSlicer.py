@@ -513,7 +513,7 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if model is not None and remote:
             savable = model.adapter_id is not None
         elif model is not None:
-            from MedAdaptSlicerLib.adapter_files import SAVABLE_METHODS
+            from MedAdaptSlicerLib.logic import SAVABLE_METHODS
             savable = model.config.method in SAVABLE_METHODS
         self.ui.saveAdapterButton.enabled = not running and savable
         self.ui.loadAdapterButton.enabled = not running

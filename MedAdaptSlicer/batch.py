@@ -2,7 +2,8 @@
 
     Slicer --no-main-window --python-script MedAdaptSlicer/batch.py --image ct.nii.gz \\
         --exemplars painted.nii.gz -o segmentation.nii.gz [--method lora|zero-shot|fill] [--device auto|cpu|cuda]
-        [--iterations N] [--rank R] [--synthetic K] [--seed S] [--points clicks.json] [--save-model folder]
+        [--iterations N] [--rank R] [--synthetic K] [--seed S] [--points clicks.json] [--save-model folder
+        [--no-atlas]]
 
 Options are those of ``medadapt adapt`` (its parser is reused); each painted label is adapted as its own
 segment. Exit codes: 0 ok, 2 bad input, 130 cancelled.
@@ -17,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-UNSUPPORTED = ("slices", "axis", "labels", "reference", "atlas", "pretrained_class")
+UNSUPPORTED = ("slices", "axis", "labels", "reference", "pretrained_class")
 """``medadapt adapt`` options the batch script refuses by name instead of ignoring them."""
 
 
@@ -61,9 +62,11 @@ def run(args, scene) -> Path:
     from MedAdaptSlicerLib.parameters import Parameters
     from MedAdaptSlicerLib.results import accept_preview
     from medadapt.errors import CancelledError, InputError
-    from medadapt.options import AdaptOptions
+    from medadapt.options import AdaptOptions, build_config
     from medadapt.io.volume import check_writable, read_volume, require_same_grid, write_volume
 
+    options = AdaptOptions.from_args(args)
+    build_config(options)  # the command line's checks (--no-atlas without --save-model) before any work
     output = check_writable(args.output)
     image = read_volume(args.image)
     painted = read_volume(args.exemplars, label=True)
@@ -76,7 +79,7 @@ def run(args, scene) -> Path:
     if not labels:
         raise InputError(f"--exemplars {args.exemplars}: no annotated slice (the label map is empty)")
     positive, negative = point_nodes(scene, args.points, image.geometry) if args.points else (None, None)
-    parameters = Parameters.from_options(AdaptOptions.from_args(args))
+    parameters = Parameters.from_options(options)
     logic = MedAdaptLogic(SynchronousRunner())
     result = np.zeros(painted.array.shape, np.int32)
     for label in labels:
@@ -94,7 +97,7 @@ def run(args, scene) -> Path:
         result[segment_array(segmentation_node, segment_id, volume_node).astype(bool)] = label
         if args.save_model:
             folder = Path(args.save_model) if len(labels) == 1 else Path(f"{args.save_model}-label{label}")
-            logic.save_adapter(folder)
+            logic.save_adapter(folder, keep_atlas=args.atlas)  # a lora model keeps its atlas unless --no-atlas
     return write_volume(image.with_array(result), output)
 
 

@@ -19,8 +19,9 @@ import numpy as np
 from fewshot import DATA, bin_centre_slices
 
 METHODS = ("lora", "lora-atlas", "atlas", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
-"""``lora-atlas``: the ``lora`` model (adapted once for both) saved with an atlas (``adapt --atlas``); ``atlas``:
-the registered atlas's own labels (the painting filled between slices, warped; no model)."""
+"""``lora-atlas``: the ``lora`` model (adapted once for both) saved with its atlas (``adapt --save-model``'s
+default), ``lora`` saved without (``--no-atlas``); ``atlas``: the registered atlas's own labels (the painting
+filled between slices, warped; no model)."""
 
 
 def tasks() -> dict[str, tuple[tuple[str, str], list[tuple[str, str]], int]]:
@@ -40,7 +41,7 @@ def trainable_parameters(method: str, backend, heads) -> int:
 
 def run_task(name: str, k: int, methods: list[str], limit: int | None = None) -> list[dict]:
     """Adapt on the task's source with each method and score prompt-free predictions on its targets."""
-    from medadapt.artifacts import load_adapter, load_atlas, load_heads, save_adapter
+    from medadapt.artifacts import AdaptedModel
     from medadapt.methods.atlas import make_atlas, warp_atlas
     from medadapt.options import AdaptOptions, build_config
     from medadapt.io.exemplars import find_exemplars
@@ -57,7 +58,7 @@ def run_task(name: str, k: int, methods: list[str], limit: int | None = None) ->
     source_cache = EmbeddingCache()
     target_caches = {t: EmbeddingCache() for t, _ in targets}
     rows, adapted = [], {}
-    atlas = make_atlas(image, exemplars) if any("atlas" in m for m in methods) else None
+    atlas = make_atlas(image, exemplars) if "atlas" in methods else None
     for method in methods:
         row = {"task": name, "method": method, "k": k, "source": source_image, "slices": slices}
         if method == "atlas":
@@ -70,18 +71,15 @@ def run_task(name: str, k: int, methods: list[str], limit: int | None = None) ->
             adapted[config.method] = adapt(image, exemplars, config, cache=source_cache), time.monotonic() - started
         result, seconds = adapted[config.method]
         with tempfile.TemporaryDirectory() as folder:
-            saved = save_adapter(Path(folder) / "model", result.backend, config,
-                                 {"exemplars": {"axis": 0, "slices": slices, "labels": [label]},
-                                  "window": list(result.window)}, result.heads,
-                                 atlas if method.endswith("-atlas") else None)
+            saved = AdaptedModel.from_result(result, config, image, exemplars, keep_atlas=method.endswith("-atlas")
+                                             ).save(Path(folder) / "model")
             size_mb = sum(f.stat().st_size for f in saved.iterdir()) / 2 ** 20
-            backend, manifest, loaded = load_adapter(saved)
-            heads, loaded_atlas = load_heads(saved, manifest), load_atlas(saved, manifest)
+            model = AdaptedModel.load(saved)
         row.update(adapt_s=round(seconds, 1), trainable=trainable_parameters(config.method, result.backend,
                                                                             result.heads), adapter_mb=round(size_mb, 2))
         rows.append(score(row, targets, label, lambda volume, path: predict(
-            volume, backend, loaded, window_for(volume, manifest.get("window")), 0, heads=heads,
-            cache=target_caches[path], atlas=loaded_atlas)))
+            volume, model.backend, model.config, window_for(volume, model.window), 0, heads=model.heads,
+            cache=target_caches[path], atlas=model.atlas)))
     return rows
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from medadapt.methods.atlas import make_atlas
+from medadapt.artifacts import AdaptedModel
 from medadapt.backends import load_backend
 from medadapt.backends.devices import resolve_device
 from medadapt.errors import InputError
@@ -25,14 +25,17 @@ from medadapt.slices.session import SliceSession
 from medadapt.io.volume import Volume
 
 from . import results, terminology
-from .adapter_files import AdaptedModel, load_model, save_model
 from .base_logic import PreviewLogic
 from .conversion import (box_from_roi, exemplar_labelmap, prompts_from_markups, segment_array, volume_from_node,
                          write_segment_array)
 from .jobs import Job, Work
 from .parameters import Parameters
 from .regions import crop
-from medadapt.methods.registry import method_for
+from medadapt.methods.registry import METHODS, method_for
+
+SAVABLE_METHODS = tuple(name for name, method in METHODS.items() if method.saveable and method.trained)
+"""Methods whose model Save adapter writes (the server keeps the same ones, ``remote.KEPT_ADAPTER_METHODS``):
+the trained ones. A zero-shot Adapt holds the unadapted base model, which the module does not save."""
 
 
 @dataclass
@@ -114,11 +117,10 @@ class MedAdaptLogic(PreviewLogic):
 
         def work(progress, cancel):
             result = adapt(inputs.image, inputs.exemplars, config, inputs.points, progress, cancel, backend=reuse)
-            model = None if result.backend is None else AdaptedModel(
-                result.backend, config, result.window, inputs.exemplars.axis, result.validation_dice,
-                inputs.exemplars.slices, result.heads,
-                make_atlas(inputs.image, inputs.exemplars) if method.trains_backend else None, result.losses,
-                result.size_priors)
+            # the atlas by the one rule (Method.keeps_atlas); the module has no opt-out: Save adapter is itself
+            # the choice to keep the model, and batch.py's --no-atlas leaves the atlas out when saving
+            model = None if result.backend is None else AdaptedModel.from_result(result, config, inputs.image,
+                                                                                 inputs.exemplars)
             return result.segmentation.array, model
         return self._start_preview_job(work, inputs, volume_node, segmentation_node, segment_id, on_progress, on_done,
                                        keep_model=True)
@@ -318,13 +320,21 @@ class MedAdaptLogic(PreviewLogic):
         os.replace(staging, sidecar)
         return sidecar
 
-    def save_adapter(self, directory: str | Path) -> Path:
-        """Save the held adapted model as an adapter folder."""
-        return save_model(directory, self._require_model())
+    def save_adapter(self, directory: str | Path, keep_atlas: bool = True) -> Path:
+        """Save the held adapted model as an adapter folder (:meth:`AdaptedModel.save`); ``keep_atlas=False``
+        (``batch.py --no-atlas``) leaves its atlas out."""
+        model = self._require_model()
+        if model.config.method not in SAVABLE_METHODS:
+            raise InputError(f"save adapter: only a trained model can be saved ({', '.join(SAVABLE_METHODS)}; this "
+                             f"one is '{model.config.method}'); run Adapt with one of those methods first")
+        return (model if keep_atlas else replace(model, atlas=None)).save(directory)
 
     def load_adapter(self, directory: str | Path, device: str = "auto") -> AdaptedModel:
-        """Load an adapter folder and hold it for Apply / interactive use."""
-        self._hold(load_model(directory, resolve_device(device)))
+        """Load an adapter folder (:meth:`AdaptedModel.load`) and hold it for Apply / interactive use."""
+        model = AdaptedModel.load(directory, resolve_device(device))
+        if model.window is None or "exemplars" not in model.manifest:
+            raise InputError(f"adapter {directory}: manifest lacks 'window' or 'exemplars' (axis); re-save it")
+        self._hold(model)
         return self.model
 
 

@@ -41,9 +41,6 @@ METHODS = ("lora", "zero-shot", "fill", "grow", "linear-probe", "spatial-adapter
 """The core's methods (``medadapt.methods.registry``; a test keeps the lists equal), offered without the core."""
 KEPT_ADAPTER_METHODS = ("lora", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
 """Methods whose trained model the server keeps (Local mode's savable ones): Apply and Save adapter use it."""
-ATLAS_METHODS = ("lora",)
-"""Methods whose kept adapter also holds the atlas (this volume and its painting), as in Local mode, so Apply
-finds the structure on another volume without any prompt."""
 FINISHED = ("done", "failed", "cancelled")
 POLL_S = 0.5
 """Longest wait for the server's answer before the cancel flag is looked at again."""
@@ -289,8 +286,9 @@ class RemoteLogic(PreviewLogic):
         snapshot = self.snapshot(volume_node, roi_node)
         labels = self._painted(segmentation_node, segment_id, volume_node, snapshot)
         keep = method in KEPT_ADAPTER_METHODS
+        # the server keeps the atlas with the adapter by the core's one rule (Method.keeps_atlas), as Local does
         request = {"kind": "adapt", "points": points_json(positive_node, negative_node), "save_adapter": keep,
-                   "options": {**options, **({"atlas": True} if keep and method in ATLAS_METHODS else {})}}
+                   "options": options}
 
         def work(progress, cancel):
             array, record = self.run(snapshot, request, labels, progress, cancel)

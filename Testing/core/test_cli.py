@@ -39,7 +39,7 @@ def test_fill_writes_a_labelmap_on_exactly_the_input_grid(capsys, tmp_path, smal
     ("label", "painted.nii.gz: label(s) [7] not found"),
     ("output", "output folder"),
     ("method", "--method: expected one of lora, zero-shot, fill"),
-    ("atlas", "--atlas: needs --save-model and a lora (or zero-shot) model"),
+    ("atlas", "--no-atlas (a job's \"atlas\": false): only with --save-model"),
 ])
 def test_bad_input_exits_2_with_a_one_line_message(capsys, tmp_path, small_case, problem, expected):
     image, labels = small_case
@@ -78,7 +78,7 @@ def test_bad_input_exits_2_with_a_one_line_message(capsys, tmp_path, small_case,
     elif problem == "method":
         extra = ["--method", "magic"]
     elif problem == "atlas":
-        extra = ["--atlas"]
+        extra = ["--no-atlas"]
     code, err = run(capsys, "adapt", image, "--exemplars", labels, "-o", out, "--quiet", *extra)
     assert code == 2
     assert expected in err and err.count("\n") == 1

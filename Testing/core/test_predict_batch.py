@@ -102,9 +102,10 @@ def test_lora_saved_with_an_atlas_predicts_a_batch_without_prompts(capsys, tmp_p
     folder, image, liver = model
     code, err = run(capsys, "adapt", folder / "crop.nii.gz", "--exemplars", folder / "painted.nii.gz", "--method",
                     "lora", "--iterations", "3", "--synthetic", "0", "-o", tmp_path / "adapted.nii.gz",
-                    "--save-model", tmp_path / "lora", "--atlas", "--quiet")
+                    "--save-model", tmp_path / "lora", "--quiet")  # a lora model keeps its atlas by default
     assert code == 0, err
     assert (tmp_path / "lora" / "atlas_image.nii.gz").is_file()
+    assert not any(name.startswith("atlas") for name in os.listdir(folder / "model"))  # heads keep none
     inputs = tmp_path / "in"
     inputs.mkdir()
     write_volume(image, inputs / "a.nii.gz")

@@ -140,6 +140,12 @@ def test_job_fields_are_checked_before_queueing(server, case):
                          ({"kind": "adapt", "image": image, "exemplars": image, "options": {"base_model": ".."}},
                           "never a file or folder on the server"),
                          ({"kind": "adapt", "image": image, "exemplars": image, "colour": 1}, "unknown field"),
+                         ({"kind": "adapt", "image": image, "exemplars": image, "options": {"atlas": False}},
+                          "--no-atlas .*only with --save-model \\(save_adapter\\)"),
+                         ({"kind": "adapt", "image": image, "exemplars": image, "save_adapter": True,
+                           "options": {"atlas": "no"}}, "atlas: expected true or false"),
+                         ({"kind": "adapt", "image": image, "exemplars": image, "save_adapter": True,
+                           "options": {"method": "fill"}}, "save_adapter: method 'fill' trains no model to save"),
                          ({"kind": "predict", "image": image, "adapter": "f" * 32}, "adapter f+: not found")):
         with pytest.raises(RemoteError, match=message):
             client.submit(job)
@@ -258,6 +264,7 @@ def test_kept_adapter_predicts_and_reprompts_reuse_the_volume(server, case, tmp_
     assert [a["id"] for a in client.adapters()] == [kept["adapter"]]
     with zipfile.ZipFile(client.adapter(kept["adapter"], tmp_path / "adapter.zip")) as archive:
         assert {"manifest.json", "adapter.safetensors"} <= set(archive.namelist())
+        assert not any("atlas" in name for name in archive.namelist())  # zero-shot keeps no atlas (keeps_atlas)
     z = int(np.flatnonzero(painted.any(axis=(1, 2)))[1])
     y, x = (int(v.mean()) for v in np.nonzero(painted[z]))
     click = {"coordinates": "voxel", "points": [{"position": [x, y, z]}]}

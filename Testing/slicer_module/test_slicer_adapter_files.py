@@ -9,11 +9,11 @@ import pytest
 
 from slicer_fixtures import (add_segmentation, crop_slices, dice, load_ct, make_scene, needs_ct,  # noqa: F401
                              reference_labels, scene, segment_arrays)
-from MedAdaptSlicerLib.adapter_files import AdaptedModel, save_model
 from MedAdaptSlicerLib.jobs import SynchronousRunner
 from MedAdaptSlicerLib.logic import MedAdaptLogic
 from MedAdaptSlicerLib.parameters import Parameters
 from MedAdaptSlicerLib.results import preview_name
+from medadapt.artifacts import ATLAS_FILES, AdaptedModel
 from medadapt.errors import InputError
 
 TRAIN, PAINTED = (15, 20), [15, 17, 19]
@@ -24,9 +24,10 @@ HEAD_ITERATIONS = 100
 """Linear-probe training steps (100 reach liver Dice 0.81 here)."""
 
 
-def adapt_and_save(folder, parameters: Parameters) -> tuple:
+def adapt_and_save(folder, parameters: Parameters, without_atlas=None) -> tuple:
     """Adapt on the CT's slices TRAIN (liver painted on PAINTED) in a scene of its own and save the adapter in
-    ``folder``; returns (the saved folder, its manifest)."""
+    ``folder`` (and, without its atlas as ``batch.py --no-atlas`` saves it, in ``without_atlas`` if given);
+    returns (the saved folder, its manifest)."""
     mrml, _, logics = make_scene()
     try:
         liver = reference_labels() == 5
@@ -39,6 +40,8 @@ def adapt_and_save(folder, parameters: Parameters) -> tuple:
         job = logic.start_adapt(volume, segmentation, "liver", parameters)
         assert job.state == "done", job.error
         saved = logic.save_adapter(folder)
+        if without_atlas is not None:
+            logic.save_adapter(without_atlas, keep_atlas=False)
     finally:
         mrml.Clear(1)
     return saved, json.loads((saved / "manifest.json").read_text())
@@ -47,9 +50,10 @@ def adapt_and_save(folder, parameters: Parameters) -> tuple:
 @pytest.fixture(scope="module")
 def lora_adapter(tmp_path_factory):
     """A LoRA adapter (two iterations, rank 2, no synthetic pairs: training itself is tested in test_pipeline.py)
-    saved once for the tests that load it: (folder, manifest)."""
+    saved once for the tests that load it (and once more without its atlas): (folder, manifest)."""
     parameters = Parameters(method="lora", device="cpu", iterations=2, rank=2, synthesis_per_exemplar=0)
-    return adapt_and_save(tmp_path_factory.mktemp("lora") / "liver-adapter", parameters)
+    folder = tmp_path_factory.mktemp("lora")
+    return adapt_and_save(folder / "liver-adapter", parameters, folder / "no-atlas")
 
 
 def apply_without_prompts(mrml, logics, logic) -> float:
@@ -90,7 +94,10 @@ def test_save_load_and_apply_to_another_volume(scene, lora_adapter):
 def test_lora_adapter_finds_the_structure_through_its_atlas(scene, lora_adapter):
     mrml, logics = scene
     folder, manifest = lora_adapter
-    assert set(manifest["atlas"]) == {"image", "labels"} and "heads" not in manifest
+    assert set(manifest["atlas"]) == {"image", "labels"} and "heads" not in manifest  # Method.keeps_atlas
+    without = folder.parent / "no-atlas"
+    assert not any((without / name).exists() for name in ATLAS_FILES.values())
+    assert "atlas" not in json.loads((without / "manifest.json").read_text())
     logic = MedAdaptLogic(SynchronousRunner())
     logic.load_adapter(folder, "cpu")
     assert logic.model.atlas.labels.array.shape == (TRAIN[1] - TRAIN[0], 101, 122) and logic.model.heads is None
@@ -113,8 +120,12 @@ def test_head_adapter_segments_without_prompts(scene, tmp_path):
 
 
 def test_only_trained_models_can_be_saved(tmp_path):
-    model = AdaptedModel(backend=None, config=Parameters(method="zero-shot").to_config(), window=(0, 1), axis=0)
-    with pytest.raises(InputError, match="only a trained model"):
-        save_model(tmp_path / "x", model)
+    logic = MedAdaptLogic(SynchronousRunner())
     with pytest.raises(InputError, match="Load adapter"):
-        MedAdaptLogic(SynchronousRunner()).save_adapter(tmp_path / "x")
+        logic.save_adapter(tmp_path / "x")
+    logic.model = AdaptedModel(backend=None, config=Parameters(method="zero-shot").to_config(), window=(0, 1))
+    with pytest.raises(InputError, match="only a trained model"):  # the module holds the base model itself
+        logic.save_adapter(tmp_path / "x")
+    with pytest.raises(InputError, match="save: method 'fill' trains no model to save"):  # the core's refusal
+        AdaptedModel(backend=None, config=Parameters(method="fill").to_config()).save(tmp_path / "x")
+    assert not (tmp_path / "x").exists()

@@ -40,7 +40,7 @@ def test_batch_rejects_bad_input_with_exit_code_2(scene, tmp_path, capsys):
 
 
 def test_batch_refuses_options_it_cannot_honour_by_name(scene, tmp_path, capsys):
-    for option in (["--slices", "3,4"], ["--reference", "r.nii.gz"], ["--atlas"], ["--pretrained-class", "3"],
+    for option in (["--slices", "3,4"], ["--reference", "r.nii.gz"], ["--no-atlas"], ["--pretrained-class", "3"],
                    ["--iterations", "0"]):
         assert batch.main(["--image", "ct.nii.gz", "--exemplars", "y", "-o", str(tmp_path / "x.nii.gz"),
                            *option]) == 2

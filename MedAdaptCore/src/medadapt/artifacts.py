@@ -1,11 +1,14 @@
 """Adapter artifacts: trained LoRA / decoder weights and FSEFT heads (safetensors) plus a JSON manifest, saved
-atomically; loaded only from a folder holding nothing but the plain files its manifest lists, each checksum-verified."""
+atomically; loaded only from a folder holding nothing but the plain files its manifest lists, each checksum-verified.
+:class:`AdaptedModel` is what every front end holds, saves and loads."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors.torch import load_file, save_file
 
@@ -16,12 +19,16 @@ from medadapt.backends.checkpoints import sha256_of
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
 from medadapt.io.folders import check_listed, check_output_folder, folder_entries, replaced_whole
-from medadapt.io.volume import read_volume, write_volume
+from medadapt.io.volume import Volume, read_volume, write_volume
 from medadapt.manifest import FORMAT, validated_manifest
-from medadapt.methods.atlas import Atlas
+from medadapt.methods.atlas import Atlas, make_atlas
 from medadapt.methods.heads import HeadSet
 from medadapt.methods.lora import adapter_state, add_lora
-from medadapt.methods.registry import method_for
+from medadapt.methods.registry import METHODS, method_for
+
+if TYPE_CHECKING:
+    from medadapt.io.exemplars import Exemplars
+    from medadapt.methods.result import AdaptResult
 
 WEIGHTS = "adapter.safetensors"
 HEADS = "heads.safetensors"
@@ -36,13 +43,76 @@ def check_model_folder(directory: str | Path) -> Path:
     return check_output_folder(directory, "--save-model")
 
 
-def run_facts(axis: int, slices: list[int], labels: list[int], window: tuple[float, float],
+def check_savable(method: str, option: str) -> None:
+    """:class:`InputError` naming ``option`` when the registry says a ``method`` model cannot be saved."""
+    if not method_for(method).saveable:
+        raise InputError(f"{option}: method {method!r} trains no model to save (savable: "
+                         f"{', '.join(name for name, m in METHODS.items() if m.saveable)})")
+
+
+@dataclass
+class AdaptedModel:
+    """A backend ready to segment new volumes, as the command line, the Slicer module and the server hold, save
+    and load it: its config, the intensity window and slice axis of the adaptation, run facts (painted slices
+    and labels, validation Dice, losses, size priors), the FSEFT ``heads`` (a head method's, or LoRA's seed head)
+    and the ``atlas`` of a method that keeps one (:attr:`Method.keeps_atlas`)."""
+
+    backend: PromptableBackend
+    config: AdaptConfig
+    window: tuple[float, float] | None = None
+    axis: int = 0
+    validation_dice: dict[int, float] = field(default_factory=dict)
+    exemplar_slices: list[int] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    heads: HeadSet | None = None
+    atlas: Atlas | None = None
+    losses: list[float] = field(default_factory=list)
+    size_priors: dict[int, float] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    """The manifest of a loaded model as read (empty for one adapted in this session)."""
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> "AdaptedModel":
+        """The model saved in ``directory`` (by :meth:`save`) on ``device``: base model, adapter, heads and atlas,
+        each checksum-verified (:func:`load_adapter`, :func:`load_heads`, :func:`load_atlas`)."""
+        backend, manifest, config = load_adapter(directory, device)
+        exemplars = manifest.get("exemplars", {})
+        final_loss = manifest.get("final_loss")
+        return cls(backend, config, tuple(manifest["window"]) if "window" in manifest else None,
+                   int(exemplars.get("axis", 0)),
+                   {int(k): float(v) for k, v in manifest.get("validation_dice", {}).items()},
+                   list(exemplars.get("slices", [])), list(exemplars.get("labels", [])),
+                   load_heads(directory, manifest), load_atlas(directory, manifest),
+                   [] if final_loss is None else [float(final_loss)],
+                   {int(k): float(v) for k, v in manifest.get("size_priors", {}).items()}, manifest)
+
+    @classmethod
+    def from_result(cls, result: "AdaptResult", config: AdaptConfig, image: Volume, exemplars: "Exemplars",
+                    keep_atlas: bool = True) -> "AdaptedModel":
+        """The model of an adaptation (``adapt(image, exemplars, config)`` returned ``result``). It keeps the atlas
+        of ``image`` and its painting exactly when its method keeps one (:attr:`Method.keeps_atlas`) and
+        ``keep_atlas`` (``False``: the user opted out, ``--no-atlas`` / a server job's ``"atlas": false``)."""
+        keeps = keep_atlas and method_for(config.method).keeps_atlas
+        return cls(result.backend, config, tuple(result.window), int(exemplars.axis), dict(result.validation_dice),
+                   list(exemplars.slices), list(exemplars.labels), result.heads,
+                   make_atlas(image, exemplars) if keeps else None, list(result.losses), dict(result.size_priors))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write this model as an adapter folder (:func:`save_adapter`, replaced whole) and return its path;
+        :class:`InputError` naming the method and the savable ones when its method cannot be saved."""
+        check_savable(self.config.method, "save")
+        facts = run_facts(self.axis, self.exemplar_slices, self.labels, self.window, self.validation_dice,
+                          self.losses, self.size_priors)
+        return save_adapter(directory, self.backend, self.config, facts, self.heads, self.atlas)
+
+
+def run_facts(axis: int, slices: list[int], labels: list[int], window: tuple[float, float] | None,
               validation_dice: dict[int, float], losses: list[float] = (), size_priors: dict[int, float] | None = None
               ) -> dict:
-    """The manifest's facts of one run (the same keys whether the command line or Slicer saves it):
-    exemplar axis, slices and labels, intensity window, validation Dice, final training loss, size priors."""
+    """The manifest's facts of one run (:meth:`AdaptedModel.save`'s, whichever front end saves it): exemplar axis,
+    slices and labels, intensity window (left out when ``None``), validation Dice, final loss, size priors."""
     return {"exemplars": {"axis": int(axis), "slices": [int(s) for s in slices], "labels": [int(v) for v in labels]},
-            "window": [float(v) for v in window],
+            **({} if window is None else {"window": [float(v) for v in window]}),
             "validation_dice": {str(k): float(v) for k, v in validation_dice.items()},
             "final_loss": float(losses[-1]) if len(losses) else None,
             "size_priors": {str(k): float(v) for k, v in (size_priors or {}).items()}}

@@ -22,11 +22,14 @@ OPTION_RANGES = {"iterations": (1, 100_000), "rank": (1, 256), "synthetic": (0, 
 
 
 def check_option_values(values: dict) -> None:
-    """:class:`InputError` naming the option when ``device`` is not a device name or a numeric option (keys of
-    :data:`OPTION_RANGES`) is not an integer in its range; ``None`` values are the defaults and pass."""
+    """:class:`InputError` naming the option when ``device`` is not a device name, ``atlas`` not a boolean or a
+    numeric option (keys of :data:`OPTION_RANGES`) not an integer in its range; ``None`` values are the defaults
+    and pass."""
     device = values.get("device")
     if device is not None and not (isinstance(device, str) and DEVICE_PATTERN.match(device)):
         raise InputError(f"--device: expected auto, cpu, cuda (or cuda:N) or mps, got {device!r}")
+    if values.get("atlas") is not None and not isinstance(values["atlas"], bool):
+        raise InputError(f"atlas: expected true or false, got {values['atlas']!r}")
     for name, (low, high) in OPTION_RANGES.items():
         value = values.get(name)
         if value is None:
@@ -53,7 +56,9 @@ class AdaptOptions:
     pretrained_class: int | None = None
     lora_parts: str | None = None
     save_model: bool = False
-    atlas: bool = False
+    atlas: bool = True
+    """A saved model keeps the atlas when its method does (:attr:`Method.keeps_atlas`); ``False`` (``--no-atlas``,
+    a server job's ``"atlas": false``, only with ``save_model``) leaves it out."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "AdaptOptions":
@@ -97,9 +102,9 @@ def build_config(options: AdaptOptions) -> AdaptConfig:
     method = method_for(config.method)
     if options.save_model and method.trains_backend:
         config.head.seed_head = "linear-probe"
-    if options.atlas and (not options.save_model or not method.saveable or method.head_kind is not None):
-        raise InputError("--atlas: needs --save-model and a lora (or zero-shot) model; the heads of "
-                         f"{config.method!r} find the structure themselves")
+    if not options.atlas and not options.save_model:
+        raise InputError('--no-atlas (a job\'s "atlas": false): only with --save-model (save_adapter); an atlas is '
+                         'kept only in a saved model')
     if kind_of(config.backend) == VOLUME_MODEL and options.synthetic is not None:
         raise InputError(f"--synthetic: the 3D {config.backend} heads learn from the painted slices themselves "
                          "(no synthetic pairs); leave it out")

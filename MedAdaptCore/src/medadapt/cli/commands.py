@@ -12,7 +12,6 @@ from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
 from medadapt.io.exemplars import find_exemplars, parse_axis, parse_slices
 from medadapt.io.volume import check_writable, read_volume, require_same_grid, write_volume
-from medadapt.methods.registry import method_for
 from medadapt.options import AdaptOptions, build_config
 
 
@@ -37,16 +36,14 @@ def _read_points(path, geometry):
 
 def run_adapt(args: argparse.Namespace) -> None:
     """``medadapt adapt``: exemplars -> adapted model -> segmentation file (+ adapter, + scores)."""
-    from medadapt.artifacts import check_model_folder, run_facts, save_adapter
+    from medadapt.artifacts import AdaptedModel, check_model_folder, check_savable
     from medadapt.evaluation.metrics import evaluate
-    from medadapt.methods.atlas import make_atlas
     from medadapt.pipeline import adapt
     output = check_writable(args.output, {"IMAGE": args.image, "--exemplars": args.exemplars,
                                            "--reference": args.reference, "--points": args.points})
     config = adapt_config(args)
     if args.save_model:
-        if not method_for(config.method).saveable:
-            raise InputError(f"--save-model: method {config.method!r} trains no model to save")
+        check_savable(config.method, "--save-model")
         check_model_folder(args.save_model)
     image = read_volume(args.image, allow_header_files=args.allow_header_files)
     labelmap = read_volume(args.exemplars, label=True, allow_header_files=args.allow_header_files)
@@ -63,10 +60,8 @@ def run_adapt(args: argparse.Namespace) -> None:
     finally:
         progress.close()
     if args.save_model:  # before the segmentation: a run whose adapter cannot be saved writes nothing
-        facts = run_facts(exemplars.axis, exemplars.slices, exemplars.labels, result.window, result.validation_dice,
-                          result.losses, result.size_priors)
-        atlas = make_atlas(image, exemplars) if args.atlas else None
-        print(f"saved adapter to {save_adapter(args.save_model, result.backend, config, facts, result.heads, atlas)}")
+        model = AdaptedModel.from_result(result, config, image, exemplars, keep_atlas=args.atlas)
+        print(f"saved adapter to {model.save(args.save_model)}")
     write_volume(result.segmentation, output)
     print(f"wrote {output} ({config.method}; labels {exemplars.labels}; axis {'zyx'[exemplars.axis]}; "
           f"painted slices {exemplars.slices}; {result.seconds:.0f} s)")
@@ -83,7 +78,7 @@ def run_adapt(args: argparse.Namespace) -> None:
 def run_predict(args: argparse.Namespace) -> None:
     """``medadapt predict``: a saved adapter applied to another volume (or, with ``--batch``, to many) from
     painted slices and/or clicks, or without any prompt for models with heads."""
-    from medadapt.artifacts import adapter_files, load_adapter, load_atlas, load_heads, read_manifest
+    from medadapt.artifacts import AdaptedModel, adapter_files, read_manifest
     from medadapt.universal.folder import is_universal
     if is_universal(args.model):
         from medadapt.cli.universal import run_predict as run_universal_predict
@@ -101,29 +96,23 @@ def run_predict(args: argparse.Namespace) -> None:
         check_batch_outputs(inputs, Path(args.output))
         device = resolve_device(args.device)
         with batch_group(device):  # under torchrun each process segments its share (predict_batch)
-            backend, manifest, config = load_adapter(args.model, device)
-            heads = load_heads(args.model, manifest)
-            atlas = load_atlas(args.model, manifest)
+            model = AdaptedModel.load(args.model, device)
             rows = run_batch(inputs, Path(args.output), lambda path, output: _predict_one(
-                path, output, backend, manifest, config, heads, atlas, None, None, False,
-                args.allow_header_files), not args.quiet)
+                path, output, model, None, None, False, args.allow_header_files), not args.quiet)
             finish_batch(rows, Path(args.output))
         return
     check_writable(args.output, {"IMAGE": args.image, "--exemplars": args.exemplars, "--points": args.points})
     check_writable(args.output, {f"--model {name}": Path(args.model) / name
                                  for name in adapter_files(read_manifest(args.model)[0])})
     device = resolve_device(args.device)
-    backend, manifest, config = load_adapter(args.model, device)
-    heads = load_heads(args.model, manifest)
-    atlas = load_atlas(args.model, manifest)
-    output = _predict_one(args.image, args.output, backend, manifest, config, heads, atlas, args.exemplars,
+    output = _predict_one(args.image, args.output, AdaptedModel.load(args.model, device), args.exemplars,
                           args.points, not args.quiet, args.allow_header_files)
     print(f"wrote {output}")
 
 
-def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfig, heads, atlas, exemplars_path,
-                 points_path, show_progress: bool, allow_header_files: bool) -> Path:
-    """Segment one image with a loaded adapter and write the label map; returns the output path
+def _predict_one(image_path, output, model, exemplars_path, points_path, show_progress: bool,
+                 allow_header_files: bool) -> Path:
+    """Segment one image with a loaded :class:`AdaptedModel` and write the label map; returns the output path
     (``allow_header_files``: :func:`read_volume`'s)."""
     from medadapt.pipeline import predict, window_for
     output = check_writable(output, {"IMAGE": image_path, "--exemplars": exemplars_path, "--points": points_path})
@@ -134,11 +123,10 @@ def _predict_one(image_path, output, backend, manifest: dict, config: AdaptConfi
                                                            allow_header_files=allow_header_files),
                                    source=exemplars_path)
     points = _read_points(points_path, image.geometry)
-    axis = manifest.get("exemplars", {}).get("axis", 0)
     progress = TqdmProgress(show_progress)
     try:
-        segmentation = predict(image, backend, config, window_for(image, manifest.get("window")), axis,
-                               exemplars, points, progress, heads=heads, atlas=atlas)
+        segmentation = predict(image, model.backend, model.config, window_for(image, model.window), model.axis,
+                               exemplars, points, progress, heads=model.heads, atlas=model.atlas)
     finally:
         progress.close()
     return write_volume(segmentation, output)

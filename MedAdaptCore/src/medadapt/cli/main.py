@@ -73,11 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--input-size", type=int, help="reduced input size for SAM models, e.g. 512 on a CPU; "
                        "for swinunetr the sliding-window patch (default 96)")
     adapt.add_argument("--save-model", help="folder to write the adapter weights and manifest to")
-    adapt.add_argument("--atlas", action="store_true",
-                       help="also save this image (coarsened above 4 M voxels) and its painting filled between "
-                            "slices, so that a prompt-free `predict` of a lora model registers them onto each new "
-                            "volume to find the structure (one protocol and field of view; the folder then holds "
-                            "patient data)")
+    adapt.add_argument("--no-atlas", dest="atlas", action="store_false",
+                       help="with --save-model: leave out the atlas a lora model keeps by default (this image, "
+                            "coarsened above 4 M voxels, and its painting filled between slices: patient data), "
+                            "which a prompt-free `predict` registers onto each new volume to find the structure")
     adapt.add_argument("--reference", help="reference label map: print Dice and HD95 on the slices not given")
     adapt.add_argument("--seed", type=int, default=0)
     adapt.add_argument("--iterations", type=int,

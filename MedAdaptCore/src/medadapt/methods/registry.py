@@ -27,8 +27,8 @@ class Method:
     trains: str
     """What adapting trains ("nothing" for none)."""
     saveable: bool
-    """``--save-model`` / Save adapter can write it (for ``zero-shot``: the base model's name and hash, and an
-    atlas when asked for, no weights)."""
+    """``--save-model`` / Save adapter / a server job's ``save_adapter`` can write it (for ``zero-shot``: the base
+    model's name and hash, no weights)."""
     uses_model: bool
     """Runs the foundation model (Fill and Grow from seeds do not)."""
     adapt_function: str
@@ -41,6 +41,18 @@ class Method:
     alike, without prompts; ``None`` for propagation from painted slices or clicks."""
     transductive: bool = False
     """Constrained transductive inference (the size prior shapes the heads' predictions)."""
+    keeps_atlas: bool = False
+    """A saved model of this method keeps the atlas (the adapted image and its painting filled between slices,
+    :func:`medadapt.methods.atlas.make_atlas`: patient data), so that ``predict`` / Apply registers it onto a new
+    volume and segments it without any prompt. The one rule of every front end (command line, Slicer module and
+    batch script, server): :meth:`medadapt.artifacts.AdaptedModel.from_result` makes the atlas exactly when the
+    method keeps one and the user did not opt out (``--no-atlas``, a server job's ``"atlas": false``).
+
+    True for LoRA (a saveable method that trains the backend and has no FSEFT heads: its adapted model walks from
+    the seeds the warped atlas gives). False for the head methods (their heads find the structure themselves),
+    for ``fill`` and ``grow`` (nothing saved) and for ``zero-shot``: its saved model is the unadapted base model
+    (name and hash, no weights), so an atlas would make the folder little more than the patient's volume and
+    painting, and the Slicer module does not save zero-shot models at all."""
 
     @property
     def trained(self) -> bool:
@@ -55,7 +67,8 @@ class Method:
 
 METHODS: dict[str, Method] = {method.name: method for method in (
     Method("lora", "LoRA adapters of the foundation model, trained on the painted slices and synthetic variations",
-           "LoRA adapters and the decoder heads", True, True, "medadapt.methods.lora:adapt_lora", trains_backend=True),
+           "LoRA adapters and the decoder heads", True, True, "medadapt.methods.lora:adapt_lora", trains_backend=True,
+           keeps_atlas=True),
     Method("zero-shot", "the foundation model as it is, propagated from the painted slices", "nothing", True, True,
            "medadapt.methods.propagated:adapt_zero_shot"),
     Method("fill", "Slicer's Fill between slices (morphological contour interpolation)", "nothing", False, False,

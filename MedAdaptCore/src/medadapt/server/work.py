@@ -88,6 +88,9 @@ def check_request(request: JobRequest, models: Path | None = None) -> None:
         if not request.exemplars:
             raise InputError("exemplars: adapt needs the painted label map's volume ID")
         build_config(adapt_options(request.options, "cpu", request.save_adapter, models))
+        if request.save_adapter:
+            from medadapt.artifacts import check_savable
+            check_savable(request.options.get("method", "lora"), "save_adapter")
     elif request.options or request.save_adapter:
         raise InputError(f"options / save_adapter: only for adapt (a {request.kind} job runs a kept model)")
     if request.kind == "predict" and not request.adapter:
@@ -111,7 +114,7 @@ class DeviceWorkspace:
         from medadapt.pipeline import EmbeddingCache
         self.device, self.cached_volumes, self.models = device, cached_volumes, models
         self._caches: OrderedDict[str, EmbeddingCache] = OrderedDict()
-        self._adapters: OrderedDict[str, tuple] = OrderedDict()
+        self._adapters: OrderedDict[str, object] = OrderedDict()
         self._base = None
         self._new_cache = EmbeddingCache
 
@@ -132,12 +135,11 @@ class DeviceWorkspace:
         return self._base
 
     def adapter(self, folder: Path):
-        """(backend, manifest, config, heads, atlas) of a kept adapter, the two last used kept loaded."""
-        from medadapt.artifacts import load_adapter, load_atlas, load_heads
+        """The :class:`AdaptedModel` of a kept adapter, the two last used kept loaded."""
+        from medadapt.artifacts import AdaptedModel
         key = str(folder)
         if key not in self._adapters:
-            backend, manifest, config = load_adapter(folder, self.device)
-            self._adapters[key] = (backend, manifest, config, load_heads(folder, manifest), load_atlas(folder, manifest))
+            self._adapters[key] = AdaptedModel.load(folder, self.device)
             while len(self._adapters) > 2:
                 self._adapters.popitem(last=False)
         self._adapters.move_to_end(key)
@@ -181,21 +183,14 @@ def run_job(request: JobRequest, files: JobFiles, workspace: DeviceWorkspace, pr
 
 
 def _adapt(request, files, workspace, image, exemplars_map, points, progress, cancel) -> dict:
-    from medadapt.artifacts import run_facts, save_adapter
-    from medadapt.methods.atlas import make_atlas
-    from medadapt.methods.registry import method_for
+    from medadapt.artifacts import AdaptedModel
     from medadapt.pipeline import adapt
     options = adapt_options(request.options, workspace.device, request.save_adapter, workspace.models)
     config = build_config(options)
     exemplars = find_exemplars(image, exemplars_map, source="exemplars")
     result = adapt(image, exemplars, config, points, progress, cancel, cache=workspace.cache(request.image))
     if files.keep_adapter is not None:
-        if not method_for(config.method).saveable:
-            raise InputError(f"save_adapter: method {config.method!r} trains no model to keep")
-        facts = run_facts(exemplars.axis, exemplars.slices, exemplars.labels, result.window, result.validation_dice,
-                          result.losses, result.size_priors)
-        save_adapter(files.keep_adapter, result.backend, config, facts, result.heads,
-                     make_atlas(image, exemplars) if options.atlas else None)
+        AdaptedModel.from_result(result, config, image, exemplars, keep_atlas=options.atlas).save(files.keep_adapter)
     write_volume(result.segmentation, files.result)
     return {"validation_dice": {str(k): round(float(v), 4) for k, v in result.validation_dice.items()},
             "seconds": round(result.seconds, 1)}
@@ -205,9 +200,9 @@ def _model(request, files, workspace, image: Volume):
     """(backend, config, window, axis, heads, atlas) that a predict / propagate / slice job runs."""
     from medadapt.pipeline import window_for
     if files.adapter is not None:
-        backend, manifest, config, heads, atlas = workspace.adapter(files.adapter)
-        axis = manifest.get("exemplars", {}).get("axis", 0) if request.kind == "predict" else request.axis
-        return backend, config, window_for(image, manifest.get("window")), axis, heads, atlas
+        model = workspace.adapter(files.adapter)
+        axis = model.axis if request.kind == "predict" else request.axis
+        return model.backend, model.config, window_for(image, model.window), axis, model.heads, model.atlas
     config = build_config(replace(AdaptOptions(method="zero-shot"), device=workspace.device))
     return workspace.base(), config, intensity_window(image.array), request.axis, None, None
 
