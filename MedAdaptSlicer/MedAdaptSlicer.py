@@ -294,7 +294,8 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             self.setStatus(f"Error: {job.error}")
         model = self.heldModel()
-        self.ui.diceLabel.text = (", ".join(f"{v:.3f}" for v in model.validation_dice.values())
+        self.ui.diceLabel.text = (", ".join(f"{v:.3f}" + (" (Grow from seeds)" if k in model.grown_labels else "")
+                                            for k, v in model.validation_dice.items())
                                   if model is not None and model.validation_dice else "-")
         self.updateButtons()
 

@@ -72,6 +72,8 @@ class RemoteModel:
     adapter_id: str | None
     method: str
     validation_dice: dict[int, float] = field(default_factory=dict)
+    grown_labels: list[int] = field(default_factory=list)
+    """Labels the server's grow referee gave to Grow from seeds."""
 
 
 def write_image(array: np.ndarray, grid: Grid, path: str | Path) -> Path:
@@ -292,8 +294,10 @@ class RemoteLogic(PreviewLogic):
 
         def work(progress, cancel):
             array, record = self.run(snapshot, request, labels, progress, cancel)
-            dice = {int(k): float(v) for k, v in (record.get("facts") or {}).get("validation_dice", {}).items()}
-            model = (RemoteModel(record.get("adapter") if keep else None, method, dice)
+            facts = record.get("facts") or {}
+            dice = {int(k): float(v) for k, v in facts.get("validation_dice", {}).items()}
+            model = (RemoteModel(record.get("adapter") if keep else None, method, dice,
+                                 [int(v) for v in facts.get("grown_labels", [])])
                      if method not in ("fill", "grow") else None)
             return array, model
         return self._start_preview_job(work, snapshot, volume_node, segmentation_node, segment_id, on_progress,

@@ -1,16 +1,17 @@
 """The grow referee (:mod:`medadapt.slices.grow_referee`): Slicer's Grow from seeds takes a structure whose hidden
 interior painted slice it predicts better than registration does, and only then."""
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from assertions import dice
-from conftest import ANISOTROPIC_SPACING, OBLIQUE_DIRECTION
+from conftest import ANISOTROPIC_SPACING, OBLIQUE_DIRECTION, run_cli
 
-from medadapt.config import AdaptConfig
 from medadapt.io.exemplars import find_exemplars
 from medadapt.io.intensity import intensity_window
-from medadapt.io.volume import Volume
+from medadapt.io.volume import Volume, read_volume, write_volume
 from medadapt.slices.registration import carry_between
 from medadapt.slices.stack import slice_stack
 from medadapt.slices.grow_referee import MARGIN, grow_held_out, grow_wins, interior_slices
@@ -81,17 +82,25 @@ def test_two_painted_slices_leave_nothing_to_referee():
 
 
 @pytest.mark.parametrize("referee", [True, False])
-def test_adapt_gives_the_structure_to_grow_only_when_the_referee_says_so(litemedsam, referee):
-    from medadapt.pipeline import adapt
-
+def test_adapt_gives_the_structure_to_grow_only_when_the_referee_says_so(capsys, tmp_path, referee):
     image, truth = phantom(splits=True, contrast=400.0)
-    config = AdaptConfig(method="zero-shot", device="cpu", grow_referee=referee)
-    result = adapt(image, painted_exemplars(image, truth), config, backend=litemedsam)
+    painted = np.zeros_like(truth)
+    painted[PAINTED] = truth[PAINTED]
+    write_volume(image, tmp_path / "image.nrrd")
+    write_volume(image.with_array(painted), tmp_path / "painted.nrrd")
+    out, model = tmp_path / "out.nrrd", tmp_path / "model"
+    code, stdout, err = run_cli(capsys, "adapt", tmp_path / "image.nrrd", "--exemplars", tmp_path / "painted.nrrd",
+                                "-o", out, "--method", "zero-shot", "--device", "cpu", "--save-model", model,
+                                *([] if referee else ["--no-grow-referee"]), "--quiet")
+    assert code == 0, err
+    result = read_volume(out, label=True)
+    assert result.geometry.matches(image.geometry, tol=1e-6)
+    manifest = json.loads((model / "manifest.json").read_text())
     hidden = [s for s in range(11) if s not in PAINTED]
-    assert result.segmentation.geometry.matches(image.geometry)
-    if referee:
-        assert result.grown_labels == [1]
-        assert result.validation_dice[1] > 0.95  # Grow's held-out Dice, which won
-        assert dice(result.segmentation.array[hidden] == 1, truth[hidden] == 1) > 0.95
+    if referee:  # Grow from seeds takes the structure: the split disks on the hidden slices are segmented
+        assert "label 1: leave-one-exemplar-out Dice 1.000 (Grow from seeds, chosen by the grow referee)" in stdout
+        assert manifest["grown_labels"] == [1] and manifest["config"]["grow_referee"] is True
+        assert dice(result.array[hidden] == 1, truth[hidden] == 1) > 0.95
     else:
-        assert result.grown_labels == []
+        assert "Grow from seeds" not in stdout
+        assert manifest["grown_labels"] == [] and manifest["config"]["grow_referee"] is False

@@ -68,6 +68,9 @@ class AdaptedModel:
     atlas: Atlas | None = None
     losses: list[float] = field(default_factory=list)
     size_priors: dict[int, float] = field(default_factory=dict)
+    grown_labels: list[int] = field(default_factory=list)
+    """Labels the grow referee gave to Slicer's Grow from seeds in the adapting run (their validation Dice is
+    Grow's held-out Dice; :mod:`medadapt.slices.grow_referee`)."""
     manifest: dict = field(default_factory=dict)
     """The manifest of a loaded model as read (empty for one adapted in this session)."""
 
@@ -84,7 +87,8 @@ class AdaptedModel:
                    list(exemplars.get("slices", [])), list(exemplars.get("labels", [])),
                    load_heads(directory, manifest), load_atlas(directory, manifest),
                    [] if final_loss is None else [float(final_loss)],
-                   {int(k): float(v) for k, v in manifest.get("size_priors", {}).items()}, manifest)
+                   {int(k): float(v) for k, v in manifest.get("size_priors", {}).items()},
+                   [int(v) for v in manifest.get("grown_labels", [])], manifest)
 
     @classmethod
     def from_result(cls, result: "AdaptResult", config: AdaptConfig, image: Volume, exemplars: "Exemplars",
@@ -95,27 +99,29 @@ class AdaptedModel:
         keeps = keep_atlas and method_for(config.method).keeps_atlas
         return cls(result.backend, config, tuple(result.window), int(exemplars.axis), dict(result.validation_dice),
                    list(exemplars.slices), list(exemplars.labels), result.heads,
-                   make_atlas(image, exemplars) if keeps else None, list(result.losses), dict(result.size_priors))
+                   make_atlas(image, exemplars) if keeps else None, list(result.losses), dict(result.size_priors),
+                   list(result.grown_labels))
 
     def save(self, directory: str | Path) -> Path:
         """Write this model as an adapter folder (:func:`save_adapter`, replaced whole) and return its path;
         :class:`InputError` naming the method and the savable ones when its method cannot be saved."""
         check_savable(self.config.method, "save")
         facts = run_facts(self.axis, self.exemplar_slices, self.labels, self.window, self.validation_dice,
-                          self.losses, self.size_priors)
+                          self.losses, self.size_priors, self.grown_labels)
         return save_adapter(directory, self.backend, self.config, facts, self.heads, self.atlas)
 
 
 def run_facts(axis: int, slices: list[int], labels: list[int], window: tuple[float, float] | None,
-              validation_dice: dict[int, float], losses: list[float] = (), size_priors: dict[int, float] | None = None
-              ) -> dict:
+              validation_dice: dict[int, float], losses: list[float] = (), size_priors: dict[int, float] | None = None,
+              grown_labels: list[int] = ()) -> dict:
     """The manifest's facts of one run (:meth:`AdaptedModel.save`'s, whichever front end saves it): exemplar axis,
     slices and labels, intensity window (left out when ``None``), validation Dice, final loss, size priors."""
     return {"exemplars": {"axis": int(axis), "slices": [int(s) for s in slices], "labels": [int(v) for v in labels]},
             **({} if window is None else {"window": [float(v) for v in window]}),
             "validation_dice": {str(k): float(v) for k, v in validation_dice.items()},
             "final_loss": float(losses[-1]) if len(losses) else None,
-            "size_priors": {str(k): float(v) for k, v in (size_priors or {}).items()}}
+            "size_priors": {str(k): float(v) for k, v in (size_priors or {}).items()},
+            "grown_labels": [int(v) for v in grown_labels]}
 
 
 def save_adapter(directory: str | Path, backend: PromptableBackend, config: AdaptConfig, facts: dict,

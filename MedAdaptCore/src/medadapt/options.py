@@ -53,6 +53,8 @@ class AdaptOptions:
     rank: int | None = None
     synthetic: int | None = None
     between: str | None = None
+    grow_referee: bool = True
+    """Let the grow referee hand a structure to Grow from seeds (``--no-grow-referee`` keeps MedAdapt's own)."""
     pretrained_class: int | None = None
     lora_parts: str | None = None
     save_model: bool = False
@@ -93,6 +95,7 @@ def build_config(options: AdaptOptions) -> AdaptConfig:
     config.adapter.parts = default_adapter_parts(config.device)
     if options.between:
         config.between = options.between
+    config.grow_referee = bool(options.grow_referee)
     if options.pretrained_class is not None:
         config.head.pretrained_class = options.pretrained_class
     if options.lora_parts:

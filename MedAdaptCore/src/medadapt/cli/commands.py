@@ -66,7 +66,8 @@ def run_adapt(args: argparse.Namespace) -> None:
     print(f"wrote {output} ({config.method}; labels {exemplars.labels}; axis {'zyx'[exemplars.axis]}; "
           f"painted slices {exemplars.slices}; {result.seconds:.0f} s)")
     for label, dice in result.validation_dice.items():
-        print(f"label {label}: leave-one-exemplar-out Dice {dice:.3f}")
+        grown = " (Grow from seeds, chosen by the grow referee)" if label in result.grown_labels else ""
+        print(f"label {label}: leave-one-exemplar-out Dice {dice:.3f}{grown}")
     for label, size in result.size_priors.items():
         print(f"label {label}: size prior {size:.0f} voxels from the painted slices")
     if reference is not None:

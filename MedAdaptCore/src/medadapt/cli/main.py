@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what segments the slices between painted ones: the painted masks carried by "
                        "registration of the image slices (warp, the default), auto (whichever of the model, Fill "
                        "and warp predicted held-out painted slices best), the model, or Fill between slices")
+    adapt.add_argument("--no-grow-referee", dest="grow_referee", action="store_false",
+                       help="keep MedAdapt's own result for every structure: by default a structure with three or "
+                       "more painted slices goes to Slicer's Grow from seeds when Grow predicts every hidden painted "
+                       "slice between two others better than registration does (needs slicer-core)")
     adapt.add_argument("--pretrained-class", type=int, help="swinunetr heads: start the probe from this channel of "
                        "the backbone's pretrained output layer (a structure it was trained on)")
     adapt.add_argument("--lora-parts", help="encoder, decoder or encoder,decoder (default: decoder on CPU, "

@@ -193,7 +193,7 @@ def _adapt(request, files, workspace, image, exemplars_map, points, progress, ca
         AdaptedModel.from_result(result, config, image, exemplars, keep_atlas=options.atlas).save(files.keep_adapter)
     write_volume(result.segmentation, files.result)
     return {"validation_dice": {str(k): round(float(v), 4) for k, v in result.validation_dice.items()},
-            "seconds": round(result.seconds, 1)}
+            "grown_labels": [int(v) for v in result.grown_labels], "seconds": round(result.seconds, 1)}
 
 
 def _model(request, files, workspace, image: Volume):
