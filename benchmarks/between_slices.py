@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot import cases  # noqa: E402
 from inference_variants import painted_case  # noqa: E402
+from rows import emit  # noqa: E402
 
 VARIANTS = {
     "fill": {},
@@ -112,11 +113,7 @@ def main() -> None:
     for k in args.k:
         for placement in args.placement:
             for case in args.cases or list(cases()):
-                row = run_case(case, k, placement, args.variants)
-                print(json.dumps(row), flush=True)
-                if args.out:
-                    with args.out.open("a") as handle:
-                        handle.write(json.dumps(row) + "\n")
+                emit(run_case(case, k, placement, args.variants), args.out)
 
 
 if __name__ == "__main__":

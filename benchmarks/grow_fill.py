@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot import LESION_CASES, cases  # noqa: E402
 from inference_variants import painted_case  # noqa: E402
+from rows import emit, read_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -168,12 +169,7 @@ def loo_pick(row: dict) -> str | None:
 def table(paths: list[Path]) -> None:
     """Markdown table per (k, placement): MedAdapt (where recorded) | Fill | Grow (the effect's crop) | best(Fill,
     Grow) | MedAdapt − best | Grow over the whole volume | the held-out pick among the three, with means."""
-    rows = {}
-    for path in paths:
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[(row["case"], row["k"], row["placement"])] = row
+    rows = read_rows(paths)
     figures = medadapt_figures()
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     mean = lambda values: f"{np.mean(values):.3f}" if values else "–"  # noqa: E731
@@ -211,12 +207,7 @@ def referee_table(paths: list[Path], margin: float = 0.0) -> None:
     beats registration's by more than ``margin`` on every such slice (MedAdapt's rule,
     :func:`medadapt.slices.grow_referee.grow_wins`), else MedAdapt's recorded default is kept. Columns "held"
     show the means."""
-    rows = {}
-    for path in paths:
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[(row["case"], row["k"], row["placement"])] = row
+    rows = read_rows(paths)
     figures = medadapt_figures()
     for k, placement in sorted({(key[1], key[2]) for key in rows}):
         group = [r for key, r in sorted(rows.items()) if key[1:] == (k, placement) and r.get("loo_warp")]
@@ -269,11 +260,7 @@ def main() -> None:
     for k in args.k:
         for placement in args.placement:
             for case in args.cases or [*cases(), *LESION_CASES]:  # (--cases to run LUNG1, the slow one, last)
-                row = run_case(case, k, placement, not args.no_held_out, args.interior_only)
-                print(json.dumps(row), flush=True)
-                if args.out:
-                    with args.out.open("a") as handle:
-                        handle.write(json.dumps(row) + "\n")
+                emit(run_case(case, k, placement, not args.no_held_out, args.interior_only), args.out)
 
 
 if __name__ == "__main__":

@@ -175,12 +175,27 @@ def _slice_seeds(shape: tuple[int, ...], slices: list[int]) -> np.ndarray:
     return seeds
 
 
+def walk_then_grow(default: np.ndarray, grow: np.ndarray, slices: list[int]) -> np.ndarray:
+    """``default`` (slice axis first), and beyond the outermost painted slices, past the last slice its walk
+    segments on each side, Grow from seeds' mask: the structure followed where the walk stopped."""
+    out = default.copy()
+    for start, step in ((max(slices), +1), (min(slices), -1)):
+        s = start + step
+        while 0 <= s < len(default) and default[s].any():
+            s += step
+        while 0 <= s < len(default):
+            out[s] = grow[s]
+            s += step
+    return out
+
+
 def grow_candidates(image, target: np.ndarray, slices: list[int], model, exemplars, default: np.ndarray,
                     fill: np.ndarray | None, default_labels: np.ndarray | None = None) -> dict:
     """Issue 30's "grow-cut as a candidate": Dice on the hidden slices of the default (``default``: its
     probability, slice axis first), Fill, Grow from seeds (the effect's crop, and the whole volume), and grow-cut
     seeded by the default's confident interior and exterior (:func:`model_seed_labels`), and ``grow_then_model``:
-    Grow on the slices its crop reaches, the default beyond (``in_reach``: both scored on those slices alone); at k >= 2 each painted
+    Grow on the slices its crop reaches, the default beyond (``in_reach``: both scored on those slices alone), and
+    ``walk_then_grow`` (:func:`walk_then_grow`); at k >= 2 each painted
     slice is hidden in turn and predicted by each candidate from the others (the default: registration between
     two others, its walk beyond the outer ones; Fill: 0 beyond them), and the candidate with the best mean held-out
     Dice is chosen (the default on a tie). At k = 1 the rule is the seeded grow-cut."""
@@ -206,6 +221,7 @@ def grow_candidates(image, target: np.ndarray, slices: list[int], model, exempla
     reach = seed_crop(_slice_seeds(target.shape, slices))[0]  # the slices Slicer's Grow reaches
     masks["grow_then_model"] = masks["medadapt"].copy()
     masks["grow_then_model"][reach] = masks["grow"][reach]
+    masks["walk_then_grow"] = walk_then_grow(masks["medadapt"], masks["grow"], slices)
     out = {name: score(mask) for name, mask in masks.items()}
     inside = np.zeros(target.shape, bool)
     inside[reach] = True
