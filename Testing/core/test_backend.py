@@ -74,6 +74,19 @@ def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
         devices.resolve_device("mps")
 
 
+def test_the_device_is_resolved_by_the_config_builder_and_never_below_it(monkeypatch):
+    import torch
+    from medadapt.config import AdaptConfig
+    from medadapt.errors import InputError
+    from medadapt.options import AdaptOptions, build_config
+    from medadapt.pipeline import adapt
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert build_config(AdaptOptions(device="auto")).device == "cpu" == AdaptConfig().device
+    with pytest.raises(InputError, match="AdaptConfig.device: expected cpu, cuda, cuda:N or mps, got 'auto'"):
+        adapt(None, None, AdaptConfig(device="auto"))  # checked before anything is read
+
+
 def test_a_custom_litemedsam_checkpoint_is_known_by_its_hash(tmp_path):
     from medadapt.backends.checkpoints import sha256_of
     shipped = load_litemedsam()

@@ -126,7 +126,9 @@ class AdaptConfig:
     (:mod:`medadapt.lineage`)."""
     input_size: int | None = None
     """Reduced model input size (SAM-family backends); ``None`` keeps the model's native size."""
-    device: str = "auto"
+    device: str = "cpu"
+    """A concrete device (``cpu``, ``cuda``, ``cuda:N``, ``mps``): the config builder
+    (:func:`medadapt.options.build_config`) resolves a user's ``auto`` once, and nothing below it resolves again."""
     seed: int = 0
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

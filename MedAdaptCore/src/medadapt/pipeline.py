@@ -12,7 +12,7 @@ import torch
 from medadapt.backends import load_backend
 from medadapt.backends.base import PromptableBackend
 from medadapt.backends.catalog import prefetch
-from medadapt.backends.devices import resolve_device
+from medadapt.backends.devices import require_concrete
 from medadapt.backends.registry import VOLUME_MODEL, kind_of, trains_only_heads
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
@@ -58,6 +58,7 @@ def adapt(image: Volume, exemplars: Exemplars, config: AdaptConfig | None = None
     image embeddings of earlier runs on the same image when the encoder stays frozen.
     """
     config = config or AdaptConfig()
+    require_concrete(config.device)
     method = trainable_method(config)
     torch.manual_seed(config.seed)
     run = AdaptRun(image, exemplars, config, points or [], intensity_window(image.array, exemplars.labelmap.array != 0),
@@ -84,12 +85,11 @@ def trainable_method(config: AdaptConfig) -> Method:
 
 def load_base_model(config: AdaptConfig) -> PromptableBackend:
     """The model ``config`` adapts: ``config.backend``'s weights, or a lineage's current model."""
-    device = resolve_device(config.device)
     if config.lineage is not None:
         from medadapt.lineage.folder import read_lineage
         from medadapt.lineage.model import load_lineage_model
-        return load_lineage_model(read_lineage(config.lineage), device)
-    return load_backend(config.backend, device, config.checkpoint, config.input_size)
+        return load_lineage_model(read_lineage(config.lineage), config.device)
+    return load_backend(config.backend, config.device, config.checkpoint, config.input_size)
 
 
 def encoder_frozen(config: AdaptConfig) -> bool:

@@ -36,6 +36,15 @@ def resolve_device(requested: str) -> str:
     raise InputError(f"--device: expected {DEVICES}, got {requested!r}")
 
 
+def require_concrete(device: str) -> None:
+    """:class:`InputError` unless ``device`` names one device (``cpu``, ``cuda``, ``cuda:N``, ``mps``): an
+    :class:`AdaptConfig` holds the device the config builder resolved, never ``auto``."""
+    if device == "cpu" or device == "mps" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        return
+    raise InputError(f"AdaptConfig.device: expected cpu, cuda, cuda:N or mps, got {device!r} ('auto' is resolved by "
+                     f"medadapt.options.build_config from the user's --device)")
+
+
 def default_adapter_parts(device: str) -> tuple[str, ...]:
     """LoRA placement per device: decoder-side on the CPU and on Apple's MPS (frozen image embeddings are
     cached once; MPS speed is unmeasured), encoder and decoder on a CUDA GPU where a training step through the

@@ -36,7 +36,6 @@ def run(out: Path, data: Path | None = None, device: str = "auto", show_progress
         iterations: int | None = None, synthetic: int | None = None) -> dict:
     """Adapt on 3 liver slices of the sample with every method (LoRA with ``iterations`` and ``synthetic``
     pairs per slice, the defaults when ``None``); returns {method: scores}."""
-    from medadapt.backends.devices import resolve_device
     from medadapt.cli.progress_bar import TqdmProgress
     from medadapt.evaluation.figures import overlay_png
     from medadapt.evaluation.metrics import evaluate
@@ -56,7 +55,6 @@ def run(out: Path, data: Path | None = None, device: str = "auto", show_progress
     slices = [int((edges[i] + edges[i + 1]) / 2) for i in range(3)]
     exemplars = find_exemplars(image, reference.with_array(liver), axis=0, slices=slices)
     spacing_zyx = tuple(reversed(image.geometry.spacing))
-    device = resolve_device(device)
     scores, results = {}, {}
     cache = EmbeddingCache()  # zero-shot reuses the slice embeddings the lora run computed
     for method in ("lora", "zero-shot", "fill"):

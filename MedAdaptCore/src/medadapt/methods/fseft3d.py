@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 
 from medadapt.backends import load_backend
-from medadapt.backends.devices import resolve_device
 from medadapt.backends.swinunetr import SwinBackbone
 from medadapt.config import AdaptConfig, HeadConfig
 from medadapt.errors import InputError
@@ -180,7 +179,7 @@ def adapt_3d(image: Volume, exemplars: Exemplars, config: AdaptConfig, progress:
     started = time.monotonic()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    backbone = backbone or load_backend(config.backend, resolve_device(config.device), config.checkpoint,
+    backbone = backbone or load_backend(config.backend, config.device, config.checkpoint,
                                         config.input_size)
     check_cancel(cancel)
     features, grid = backbone.features(image)
