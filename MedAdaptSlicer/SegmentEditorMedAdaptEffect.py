@@ -159,10 +159,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.statusLabel.text = "Remote: set the server URL and token in the MedAdapt module (Compute section)."
         if not missing and not self.methodSelector.count:
             if remote:
-                from MedAdaptSlicerLib.remote import METHODS
+                from MedAdaptSlicerLib.remote import METHOD_NAMES
             else:
-                from medadapt.methods.registry import METHODS
-            self.methodSelector.addItems(list(METHODS))
+                from medadapt.methods.registry import METHODS as METHOD_NAMES
+            self.methodSelector.addItems(list(METHOD_NAMES))
             self.methodSelector.currentText = qt.QSettings().value("MedAdapt/method", "lora")
         running = self.job is not None and self.job.state == "running"
         previewing = self.session is not None and bool(self.session.previews)

@@ -37,7 +37,7 @@ from .parameters import Parameters
 from .regions import box, crop_grid
 from .remote_client import RemoteClient, RemoteError
 
-METHODS = ("lora", "zero-shot", "fill", "grow", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
+METHOD_NAMES = ("lora", "zero-shot", "fill", "grow", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
 """The core's methods (``medadapt.methods.registry``; a test keeps the lists equal), offered without the core."""
 KEPT_ADAPTER_METHODS = ("lora", "linear-probe", "spatial-adapter", "spatial-adapter-ti")
 """Methods whose trained model the server keeps (Local mode's savable ones): Apply and Save adapter use it."""

@@ -303,7 +303,7 @@ def test_logic_for_picks_the_saved_mode_and_keeps_the_current_logic_while_it_fit
 def test_method_lists_match_the_core_registry():
     from MedAdaptSlicerLib.logic import SAVABLE_METHODS
     from medadapt.methods.registry import METHODS
-    assert remote_module.METHODS == tuple(METHODS)
+    assert remote_module.METHOD_NAMES == tuple(METHODS)
     assert set(remote_module.KEPT_ADAPTER_METHODS) == set(SAVABLE_METHODS)
     assert not hasattr(remote_module, "ATLAS_METHODS")  # the server keeps the atlas by Method.keeps_atlas
 
