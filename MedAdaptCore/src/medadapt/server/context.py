@@ -13,7 +13,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from medadapt.server.jobs import JobQueue
 from medadapt.server.settings import Limits, ServerSettings
-from medadapt.server.store import Store, UploadQuota
+from medadapt.server.store import Store, UploadQuota, check_id
 
 MB = 1024 * 1024
 
@@ -84,3 +84,16 @@ Owner = Annotated[str, Depends(owner)]
 def public(record: dict) -> dict:
     """A volume's or adapter's record as its owner sees it (without the owner and the file name)."""
     return {k: v for k, v in record.items() if k not in ("owner", "file")}
+
+
+def owned_records(ctx: ServerContext, kind: str, who: str) -> list[dict]:
+    """The body of a listing route: ``who``'s records of ``kind`` (``volumes``, ``adapters``) as they see them
+    (:func:`public`), oldest first."""
+    return [public(r) for r in ctx.store.records(kind, who)]
+
+
+def delete_owned(ctx: ServerContext, kind: str, item_id: str, who: str, what: str) -> dict:
+    """The body of a DELETE route: removes ``who``'s item ``item_id`` of ``kind`` (:class:`InputError` naming
+    ``what``, e.g. "volume ID", for a malformed ID; :class:`LookupError` when not theirs) and says so."""
+    ctx.store.delete(kind, check_id(item_id, what), who)
+    return {"deleted": item_id}

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from medadapt.server.context import Context, Owner, public
+from medadapt.server.context import Context, Owner, delete_owned, owned_records
 from medadapt.server.store import check_id
 
 router = APIRouter()
@@ -21,7 +21,7 @@ router = APIRouter()
 
 @router.get("/v1/adapters")
 def adapters(who: Owner, ctx: Context):
-    return [public(r) for r in ctx.store.records("adapters", who)]
+    return owned_records(ctx, "adapters", who)
 
 
 @router.get("/v1/adapters/{adapter_id:anytext}")
@@ -35,5 +35,4 @@ def download_adapter(adapter_id: str, who: Owner, ctx: Context):
 
 @router.delete("/v1/adapters/{adapter_id:anytext}")
 def delete_adapter(adapter_id: str, who: Owner, ctx: Context):
-    ctx.store.delete("adapters", check_id(adapter_id, "adapter ID"), who)
-    return {"deleted": adapter_id}
+    return delete_owned(ctx, "adapters", adapter_id, who, "adapter ID")

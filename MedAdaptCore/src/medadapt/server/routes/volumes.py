@@ -17,9 +17,9 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from medadapt.errors import InputError
-from medadapt.server.context import MB, Context, Owner, ServerContext, public
+from medadapt.server.context import MB, Context, Owner, ServerContext, delete_owned, owned_records, public
 from medadapt.server.settings import Limits
-from medadapt.server.store import Reservation, check_id, image_suffix, new_id
+from medadapt.server.store import Reservation, image_suffix, new_id
 
 router = APIRouter()
 
@@ -53,13 +53,12 @@ async def upload(request: Request, who: Owner, ctx: Context, name: str = ""):
 
 @router.get("/v1/volumes")
 def volumes(who: Owner, ctx: Context):
-    return [public(r) for r in ctx.store.records("volumes", who)]
+    return owned_records(ctx, "volumes", who)
 
 
 @router.delete("/v1/volumes/{volume_id:anytext}")
 def delete_volume(volume_id: str, who: Owner, ctx: Context):
-    ctx.store.delete("volumes", check_id(volume_id, "volume ID"), who)
-    return {"deleted": volume_id}
+    return delete_owned(ctx, "volumes", volume_id, who, "volume ID")
 
 
 async def _receive(request: Request, target: Path, reservation: Reservation, ctx: ServerContext, who: str) -> int:
