@@ -19,11 +19,17 @@ def oblique_volume() -> Volume:
     return Volume(np.arange(4 * 5 * 7, dtype=np.int16).reshape(4, 5, 7), geometry)
 
 
-def test_volume_round_trip_keeps_oblique_anisotropic_geometry(scene):
-    mrml, _ = scene
+def oblique_node(mrml):
+    """A scalar volume node "oblique" in scene ``mrml`` holding a new :func:`oblique_volume`: (node, volume)."""
     original = oblique_volume()
     node = mrml.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "oblique")
     conversion.update_node_from_volume(node, original)
+    return node, original
+
+
+def test_volume_round_trip_keeps_oblique_anisotropic_geometry(scene):
+    mrml, _ = scene
+    node, original = oblique_node(mrml)
     back = conversion.volume_from_node(node)
     assert back.geometry.size == original.geometry.size
     np.testing.assert_allclose(back.geometry.spacing, original.geometry.spacing, atol=1e-9)
@@ -68,8 +74,7 @@ def test_segment_and_points_map_to_the_volume_grid(scene):
 
 def test_clear_errors_name_the_node(scene):
     mrml, _ = scene
-    node = mrml.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "oblique")
-    conversion.update_node_from_volume(node, oblique_volume())
+    node, _ = oblique_node(mrml)
     segmentation = mrml.AddNewNodeByClass("vtkMRMLSegmentationNode", "Seg")
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(node)
     segment_id = segmentation.GetSegmentation().AddEmptySegment("tumour", "tumour")
@@ -96,9 +101,7 @@ def test_roi_gives_voxel_bounds(scene):
 
 def test_node_grid_and_painted_mask_need_no_core_objects(scene):
     mrml, _ = scene
-    original = oblique_volume()
-    node = mrml.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "oblique")
-    conversion.update_node_from_volume(node, original)
+    node, original = oblique_node(mrml)
     grid = conversion.node_grid(node)
     assert isinstance(grid, conversion.Grid) and grid.size == original.geometry.size
     np.testing.assert_allclose(grid.direction, original.geometry.direction, atol=1e-9)
