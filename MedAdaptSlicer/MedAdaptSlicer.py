@@ -336,16 +336,27 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 path = os.path.join(directory, name)
                 self.guarded(lambda: self.activeLogic().save_adapter(path), f"Saved adapter to {path}.")
 
-    def onAddToLineage(self):
-        volume, segmentation, segment_id = self.target()
-        folder = qt.QFileDialog.getExistingDirectory(None, "Lineage folder (an empty folder starts a new lineage)",
-                                                     qt.QSettings().value(ADAPTER_FOLDER_SETTING, ""))
+    def askFolderAndTaskName(self, segmentation, segment_id, title, setting, remember=False):
+        """Ask for a folder (the dialog ``title`` opens at the QSettings value ``setting``, which keeps the choice
+        when ``remember``), then for a task name (default: the segment's name): (folder, name), or None when the
+        user cancels either."""
+        folder = qt.QFileDialog.getExistingDirectory(None, title, qt.QSettings().value(setting, ""))
         if not folder:
-            return
+            return None
+        if remember:
+            qt.QSettings().setValue(setting, folder)
         segment = segmentation.GetSegmentation().GetSegment(segment_id)
         name = qt.QInputDialog.getText(None, "Task name", "Task name:", qt.QLineEdit.Normal, segment.GetName())
-        if not name:
+        return (folder, name) if name else None
+
+    def onAddToLineage(self):
+        volume, segmentation, segment_id = self.target()
+        chosen = self.askFolderAndTaskName(segmentation, segment_id,
+                                           "Lineage folder (an empty folder starts a new lineage)",
+                                           ADAPTER_FOLDER_SETTING)
+        if chosen is None:
             return
+        folder, name = chosen
 
         def done(job):
             self.onDone(job)
@@ -364,15 +375,12 @@ class MedAdaptSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onAddToCollection(self):
         volume, segmentation, segment_id = self.target()
-        folder = qt.QFileDialog.getExistingDirectory(None, "Collection folder (training data of a universal model)",
-                                                     qt.QSettings().value(COLLECTION_FOLDER_SETTING, ""))
-        if not folder:
+        chosen = self.askFolderAndTaskName(segmentation, segment_id,
+                                           "Collection folder (training data of a universal model)",
+                                           COLLECTION_FOLDER_SETTING, remember=True)
+        if chosen is None:
             return
-        qt.QSettings().setValue(COLLECTION_FOLDER_SETTING, folder)
-        segment = segmentation.GetSegmentation().GetSegment(segment_id)
-        name = qt.QInputDialog.getText(None, "Task name", "Task name:", qt.QLineEdit.Normal, segment.GetName())
-        if not name:
-            return
+        folder, name = chosen
         modality = qt.QInputDialog.getText(None, "Modality", "Modality (e.g. CT, MR, FLAIR):", qt.QLineEdit.Normal,
                                            "CT")
         if modality:
