@@ -104,6 +104,25 @@ def organs_entry_folder(crop: dict[str, Path], folder: Path, modality: str) -> P
     return entries
 
 
+def predict_liver_and_spleen(capsys, model_folder: Path, crop: dict[str, Path], output: Path,
+                             liver_dice: float) -> np.ndarray:
+    """``medadapt predict`` of ``crop``'s image with the universal model ``model_folder``, tasks liver and spleen,
+    into ``output``: checks it succeeds on the image's grid, writes only those two labels and finds the liver with
+    Dice above ``liver_dice``; returns the predicted label array."""
+    from assertions import assert_same_grid
+    from medadapt.evaluation.metrics import mask_dice
+    code, _, err = run_cli(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "liver,spleen",
+                           "-o", output, "--device", "cpu", "--quiet")
+    assert code == 0, err
+    image, predicted = sitk.ReadImage(str(crop["image"])), sitk.ReadImage(str(output))
+    assert_same_grid(predicted, image)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(crop["labels"])))
+    array = sitk.GetArrayFromImage(predicted)
+    assert set(np.unique(array)) <= {0, LIVER, SPLEEN}
+    assert mask_dice(array == LIVER, labels == LIVER) > liver_dice
+    return array
+
+
 def liver_crop(sample, slices: slice = slice(8, 22)):
     """A small real crop (z range) of the sample around the liver: (image Volume, liver-only label Volume)."""
     from medadapt.io.volume import Volume

@@ -7,15 +7,12 @@ import json
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 import torch
-from assertions import assert_same_grid
 from conftest import (ANISOTROPIC_SPACING, LIVER, OBLIQUE_DIRECTION, oblique_crop_files, organs_entry_folder,
-                      run_cli, SPLEEN)
+                      predict_liver_and_spleen, run_cli, SPLEEN)
 
 from medadapt.cli import universal as universal_cli
 from medadapt.cli.main import main
-from medadapt.evaluation.metrics import mask_dice
 from medadapt.io.volume import Geometry, Volume
 from medadapt.errors import InputError
 from medadapt.universal.folder import new_record, read_universal, TaskRecord, UniversalModel, write_universal
@@ -89,16 +86,7 @@ def test_volume_model_trains_and_segments_prompt_free_on_the_image_grid(model_fo
     model = read_universal(model_folder)
     assert isinstance(model.network, VolumeUniversalNetwork) and model.record.base_model == "none"
     assert model.record.settings["batch_size"] == 2, "the volume backbone's own default"
-    output = tmp_path / "both.nii.gz"
-    code, out, err = run_cli(capsys, "predict", crop["image"], "--model", model_folder, "--tasks", "liver,spleen",
-                         "-o", output, "--device", "cpu", "--quiet")
-    assert code == 0, err
-    image, predicted = sitk.ReadImage(str(crop["image"])), sitk.ReadImage(str(output))
-    assert_same_grid(predicted, image)
-    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(crop["labels"])))
-    array = sitk.GetArrayFromImage(predicted)
-    assert set(np.unique(array)) <= {0, LIVER, SPLEEN}
-    assert mask_dice(array == LIVER, labels == LIVER) > 0.7
+    predict_liver_and_spleen(capsys, model_folder, crop, tmp_path / "both.nii.gz", liver_dice=0.7)
 
 
 def test_volume_backbone_refuses_options_it_does_not_use_and_an_unknown_backbone(crop, tmp_path, capsys):
