@@ -18,7 +18,7 @@ from medadapt.backends.base import PromptableBackend
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.config import AdaptConfig
 from medadapt.errors import InputError
-from medadapt.io.folders import check_listed, check_output_folder, folder_entries, replaced_whole
+from medadapt.io.folders import check_listed, check_output_folder, read_record, replaced_whole
 from medadapt.io.volume import Volume, read_volume, write_volume
 from medadapt.manifest import FORMAT, validated_manifest
 from medadapt.methods.atlas import Atlas, make_atlas
@@ -166,13 +166,8 @@ def read_manifest(directory: str | Path) -> tuple[dict, AdaptConfig]:
     tampered one and for a folder holding anything its manifest does not list (a symbolic link, a stray file)."""
     directory = Path(directory)
     path = directory / MANIFEST
-    if not path.is_file():
-        raise InputError(f"--model {directory}: no {MANIFEST} (not a MedAdapt adapter folder)")
-    entries = folder_entries(directory)
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: manifest is not valid JSON ({exc})") from exc
+    data, entries = read_record(directory, MANIFEST, f"--model {directory}: no {MANIFEST} (not a MedAdapt adapter "
+                                "folder)", what="manifest")
     if not isinstance(data, dict):
         raise InputError(f"{path}: manifest must be a JSON object, got {type(data).__name__}")
     manifest, config = validated_manifest(data, path)

@@ -1,17 +1,20 @@
 """MedAdapt's folders (adapters, lineages, universal models): written as a whole — filled in a hidden staging folder
 beside it, then put in its place, so that readers never see one half-written and a failure leaves the old folder
 as it was — and read only when they hold nothing but the plain files their record lists (no symbolic link, no
-stray file), so that loading or copying one never reaches outside it."""
+stray file), so that loading or copying one never reaches outside it. Also the one reader of a JSON file a user
+hands over (a folder's record, a collection sidecar, a points file)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from medadapt.errors import InputError
 
@@ -85,6 +88,27 @@ def folder_entries(folder: Path) -> set[str]:
                     raise InputError(f"{path}: not a regular file or folder; a MedAdapt folder holds only the "
                                      "plain files its record lists (remove it)")
     return entries
+
+
+def read_json(path: Path, what: str = "") -> Any:
+    """The parsed content of the JSON file ``path``; :class:`InputError` naming it (and ``what`` it holds, e.g.
+    "manifest") when it is not valid JSON or not UTF-8 text. A missing file raises ``FileNotFoundError``."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: {what + ' is ' if what else ''}not valid JSON ({exc})") from exc
+
+
+def read_record(folder: Path, record: str, missing: str, what: str = "") -> tuple[Any, set[str]]:
+    """Open a MedAdapt folder: (the parsed JSON of its record file ``record``, its entries by
+    :func:`folder_entries`, listed before the record is read). :class:`InputError` with the message ``missing``
+    when ``folder`` holds no record file; :func:`read_json`'s (naming ``what``) when the record is not JSON. The
+    caller validates the record, then checks the entries against it with :func:`check_listed`."""
+    path = folder / record
+    if not path.is_file():
+        raise InputError(missing)
+    entries = folder_entries(folder)
+    return read_json(path, what), entries
 
 
 def check_listed(folder: Path, entries: set[str], listed: set[str], record: str) -> None:

@@ -11,13 +11,13 @@ World positions are in mm; ``voxel`` positions are (i, j, k) indices in the imag
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from medadapt.errors import InputError
+from medadapt.io.folders import read_json
 from medadapt.io.volume import Geometry
 
 
@@ -65,11 +65,9 @@ def read_points(path: str | Path, geometry: Geometry) -> list[PointPrompt]:
     """Point prompts from a JSON file (see the module docstring for the format)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path)
     except FileNotFoundError as exc:
         raise InputError(f"{path}: points file not found") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from exc
     return points_from_json(data, geometry, str(path))
 
 

@@ -6,7 +6,6 @@ refused, and one is only ever replaced whole."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from medadapt import __version__
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.errors import InputError
-from medadapt.io.folders import check_folder_files, check_listed, copy_verified, folder_entries, replaced_whole
+from medadapt.io.folders import check_folder_files, check_listed, copy_verified, read_record, replaced_whole
 
 FORMAT = 1
 RECORD = "lineage.json"
@@ -140,14 +139,10 @@ def read_lineage(path: str | Path) -> Lineage:
     :class:`InputError` naming the file and field otherwise."""
     path = Path(path)
     record_path = path / RECORD
-    if not record_path.is_file():
-        raise InputError(f"{path}: not a MedAdapt lineage (no {RECORD}); create one with `medadapt lineage create`")
-    entries = folder_entries(path)
+    data, entries = read_record(path, RECORD, f"{path}: not a MedAdapt lineage (no {RECORD}); create one with "
+                                "`medadapt lineage create`")
     try:
-        data = json.loads(record_path.read_text())
         record = LineageRecord.model_validate(data)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{record_path}: not valid JSON ({exc})") from exc
     except ValidationError as exc:
         error = exc.errors()[0]
         raise InputError(f"{record_path}: field {'.'.join(str(p) for p in error['loc'])}: {error['msg']}") from exc

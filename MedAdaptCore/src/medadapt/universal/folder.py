@@ -7,7 +7,6 @@ slice)."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from medadapt import __version__
 from medadapt.backends.checkpoints import sha256_of
 from medadapt.errors import InputError
-from medadapt.io.folders import check_listed, check_output_folder, folder_entries, replaced_whole
+from medadapt.io.folders import check_listed, check_output_folder, read_record, replaced_whole
 from medadapt.io.volume import MAX_LABEL, MAX_LABEL_COUNT
 from medadapt.universal.collection import NAME
 from medadapt.universal.network import UniversalNetwork
@@ -144,14 +143,8 @@ def read_universal(path: str | Path) -> UniversalModel:
     weights checksum-verified and loaded; :class:`InputError` naming the file and field otherwise."""
     path = Path(path)
     record_path = path / RECORD
-    if not record_path.is_file():
-        raise InputError(f"{path}: not a MedAdapt universal model (no {RECORD}); train one with "
-                         "`medadapt universal train`")
-    entries = folder_entries(path)
-    try:
-        fields = json.loads(record_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{record_path}: not valid JSON ({exc})") from exc
+    fields, entries = read_record(path, RECORD, f"{path}: not a MedAdapt universal model (no {RECORD}); train one "
+                                  "with `medadapt universal train`")
     record = validated_record(fields, record_path)
     check_listed(path, entries, {RECORD, WEIGHTS}, RECORD)
     weights = path / WEIGHTS
