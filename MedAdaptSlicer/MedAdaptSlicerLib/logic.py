@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -293,32 +292,11 @@ class MedAdaptLogic(PreviewLogic):
         (created if absent) as task ``task_name`` of ``modality``: the image and the segment as a label map
         (value 1) in NIfTI files and a JSON sidecar naming them, all under new names (nothing is overwritten),
         the sidecar written last. Returns the sidecar's path; ``medadapt universal train FOLDER`` reads it."""
-        from medadapt.io.volume import write_volume
-        from medadapt.universal.collection import NAME
-        for field, value in (("task name", task_name), ("modality", modality)):
-            if not isinstance(value, str) or not NAME.match(value):
-                raise InputError(f"{field}: expected a letter, then letters, digits, '_' or '-' (at most 64 "
-                                 f"characters), got {value!r}")
+        from medadapt.universal.collection import add_entry
         if not segment_id:
             raise InputError("add to collection: select the accepted segment to add")
-        labels = exemplar_labelmap(segmentation_node, segment_id, volume_node)
-        image = volume_from_node(volume_node)
-        folder = Path(folder)
-        if folder.exists() and not folder.is_dir():
-            raise InputError(f"collection folder: {folder} is a file; choose a folder")
-        folder.mkdir(parents=True, exist_ok=True)
-        number = 1
-        while any((folder / f"{task_name}_{number:03d}{end}").exists()
-                  for end in (".json", "_image.nii.gz", "_labels.nii.gz")):
-            number += 1
-        stem = f"{task_name}_{number:03d}"
-        write_volume(image, folder / f"{stem}_image.nii.gz")
-        write_volume(labels.with_array(labels.array.astype(np.uint8)), folder / f"{stem}_labels.nii.gz")
-        sidecar, staging = folder / f"{stem}.json", folder / f".{stem}.json.partial"
-        staging.write_text(json.dumps({"image": f"{stem}_image.nii.gz", "labels": f"{stem}_labels.nii.gz",
-                                       "tasks": {task_name: 1}, "modality": modality}, indent=2))
-        os.replace(staging, sidecar)
-        return sidecar
+        return add_entry(folder, volume_from_node(volume_node),
+                         exemplar_labelmap(segmentation_node, segment_id, volume_node), task_name, modality)
 
     def save_adapter(self, directory: str | Path, keep_atlas: bool = True) -> Path:
         """Save the held adapted model as an adapter folder (:meth:`AdaptedModel.save`); ``keep_atlas=False``

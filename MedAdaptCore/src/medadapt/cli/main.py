@@ -17,6 +17,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Callable
 
+from medadapt.cli.clinic import add_parser as add_clinic_parser
 from medadapt.cli.lineage import add_parser as add_lineage_parser
 from medadapt.cli.serve import add_parser as add_serve_parser
 from medadapt.cli.universal import add_parser as add_universal_parser
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true")
     add_lineage_parser(commands)
     add_universal_parser(commands)
+    add_clinic_parser(commands)
     add_serve_parser(commands)
     for module in added_commands().values():
         module.add_parser(commands)
@@ -151,7 +153,7 @@ def check_options(args: argparse.Namespace) -> None:
     """Checks of option syntax and ranges that need no heavy import (so they answer at once); what needs
     the files (grids, labels, checkpoints) is checked by the commands before any work."""
     check_option_values({name: getattr(args, name) for name in ("device", *OPTION_RANGES) if hasattr(args, name)})
-    if args.command not in ("lineage", "universal") and getattr(args, "method", None) is not None:
+    if args.command not in ("lineage", "universal", "clinic") and getattr(args, "method", None) is not None:
         method_for(args.method)
 
 
@@ -172,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # before torch is imported
         from medadapt.cli import commands  # heavy (torch): inside the job, so Ctrl-C here is a clean exit 130
-        from medadapt.cli import lineage, serve, universal
+        from medadapt.cli import clinic, lineage, serve, universal
         runs = {"adapt": commands.run_adapt, "predict": commands.run_predict, "demo": commands.run_demo,
-                "lineage": lineage.run, "universal": universal.run, "serve": serve.run}
+                "lineage": lineage.run, "universal": universal.run, "clinic": clinic.run, "serve": serve.run}
         runs.update((name, module.run) for name, module in added_commands().items())
         runs[args.command](args)
     return run_with_exit_code("medadapt", job, args.debug)

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from medadapt.errors import InputError
+from medadapt.io.folders import read_json
+from medadapt.io.volume import Volume, write_volume
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 """Task and modality names: a letter, then letters, digits, '_' or '-' (they become file keys)."""
@@ -88,10 +93,7 @@ def read_collection(path: str | Path) -> list[Entry]:
             raise InputError(f"{path}: folder holds no *.json entries (image, labels, tasks, modality)")
         entries = []
         for sidecar in sidecars:
-            try:
-                fields = json.loads(sidecar.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InputError(f"{sidecar}: not valid JSON ({exc})") from exc
+            fields = read_json(sidecar)
             if not isinstance(fields, dict):
                 raise InputError(f"{sidecar}: expected a JSON object with image, labels, tasks, modality")
             entries.append(_entry(fields, path, str(sidecar)))
@@ -125,3 +127,60 @@ def output_values(entries: list[Entry], taken: dict[str, int] | None = None) -> 
                     value += 1
                 values[name] = value
     return values
+
+
+ENTRY_FILES = ("{stem}.json", "{stem}_image.nii.gz", "{stem}_labels.nii.gz")
+"""The files one added entry consists of (a sidecar naming the other two); :func:`add_entry` makes every name."""
+
+
+def add_entry(folder: str | Path, image: Volume, mask: Volume, task: str, modality: str) -> Path:
+    """Add an accepted segmentation to the collection folder ``folder`` (created if absent) as task ``task`` of
+    ``modality``: the image and ``mask`` (non-zero = the structure) as NIfTI files and a JSON sidecar naming them,
+    all under new names ``<task>_<NNN>`` (nothing is overwritten), the sidecar written last, so a half-added entry
+    is never read. Returns the sidecar's path; ``medadapt universal train FOLDER`` and the clinic read it."""
+    for field, value in (("task name", task), ("modality", modality)):
+        if not isinstance(value, str) or not NAME.match(value):
+            raise InputError(f"{field}: expected a letter, then letters, digits, '_' or '-' (at most 64 characters), "
+                             f"got {value!r}")
+    if not mask.geometry.matches(image.geometry):
+        raise InputError(f"add entry: the segmentation's grid differs from the image's "
+                         f"({mask.geometry.describe_difference(image.geometry)})")
+    if not np.any(mask.array):
+        raise InputError(f"add entry: the segmentation of task {task!r} is empty; accept a non-empty segment")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"collection folder: {folder} is a file; choose a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    number = 1
+    while any((folder / name.format(stem=f"{task}_{number:03d}")).exists() for name in ENTRY_FILES):
+        number += 1
+    stem = f"{task}_{number:03d}"
+    sidecar, image_name, labels_name = (name.format(stem=stem) for name in ENTRY_FILES)
+    write_volume(image, folder / image_name)
+    write_volume(mask.with_array((mask.array != 0).astype(np.uint8)), folder / labels_name)
+    staging = folder / f".{sidecar}.partial"
+    staging.write_text(json.dumps({"image": image_name, "labels": labels_name, "tasks": {task: 1},
+                                   "modality": modality}, indent=2))
+    os.replace(staging, folder / sidecar)
+    return folder / sidecar
+
+
+def remove_entry(folder: str | Path, stem: str) -> list[Path]:
+    """Delete the entry ``stem`` (e.g. ``hippocampus_004``) that :func:`add_entry` made in ``folder``: its
+    sidecar and the two files of that stem, nothing else (an entry listed by hand, naming files elsewhere, is
+    refused). Returns the deleted paths; the next training no longer sees the entry."""
+    folder = Path(folder)
+    paths = [folder / name.format(stem=stem) for name in ENTRY_FILES]
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}_[0-9]{3,}", stem) or not paths[0].is_file():
+        raise InputError(f"remove entry: {folder} has no entry {stem!r} (expected a name such as hippocampus_004; "
+                         f"`medadapt clinic show` lists them)")
+    fields = read_json(paths[0], "entry")
+    if not isinstance(fields, dict) or (fields.get("image"), fields.get("labels")) != (paths[1].name, paths[2].name):
+        raise InputError(f"{paths[0]}: names files other than {paths[1].name} and {paths[2].name}; remove that "
+                         "entry by hand")
+    for path in paths:
+        if path.is_symlink():
+            raise InputError(f"{path}: a symbolic link; remove that entry by hand")
+    for path in paths:  # the sidecar first: from then on no reader sees the entry
+        path.unlink(missing_ok=True)
+    return paths
