@@ -63,6 +63,31 @@ def optimisation_step(optimiser: torch.optim.Optimizer, schedule, parameters: li
     return loss.item()
 
 
+def adamw_warmup_cosine(parameters: list[torch.nn.Parameter], learning_rate: float, weight_decay: float,
+                        warmup: int, iterations: int) -> tuple[torch.optim.Optimizer, WarmupCosineSchedule]:
+    """The optimiser of every end-to-end training loop: ``parameters`` set to rank 0's values (when
+    distributed), AdamW, and a linear warm-up over ``warmup`` steps then cosine decay to ``iterations``."""
+    synchronise_start(parameters)
+    optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    return optimiser, WarmupCosineSchedule(optimiser, warmup_steps=warmup, t_total=iterations)
+
+
+def run_steps(optimiser: torch.optim.Optimizer, schedule, parameters: list[torch.nn.Parameter], iterations: int,
+              step_loss: Callable[[], torch.Tensor], stage: str, progress: ProgressCallback | None = None,
+              cancel: CancelFlag | None = None) -> list[float]:
+    """``iterations`` :func:`optimisation_step` s, each on the loss ``step_loss()`` computes on a new batch:
+    checks ``cancel`` before and reports ``stage`` (step, loss, seconds left) after every step; returns the loss
+    per step."""
+    losses, started = [], time.monotonic()
+    for step in range(iterations):
+        check_cancel(cancel)
+        losses.append(optimisation_step(optimiser, schedule, parameters, step_loss()))
+        elapsed = time.monotonic() - started
+        report(progress, Progress(stage, step + 1, iterations, losses[-1],
+                                  elapsed / (step + 1) * (iterations - step - 1)))
+    return losses
+
+
 def train(backend: PromptableBackend, frames: torch.Tensor, masks: torch.Tensor, config: TrainConfig,
           rng: np.random.Generator, embeddings: torch.Tensor | None = None,
           progress: ProgressCallback | None = None, cancel: CancelFlag | None = None,
@@ -75,28 +100,22 @@ def train(backend: PromptableBackend, frames: torch.Tensor, masks: torch.Tensor,
     identical. Returns the loss per iteration. Checks ``cancel`` every iteration.
     """
     parameters = [p for p in backend.parameters() if p.requires_grad]
-    synchronise_start(parameters)
-    optimiser = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = WarmupCosineSchedule(optimiser, warmup_steps=config.warmup, t_total=config.iterations)
+    optimiser, schedule = adamw_warmup_cosine(parameters, config.learning_rate, config.weight_decay, config.warmup,
+                                              config.iterations)
     loss_fn = DiceCELoss(sigmoid=True, lambda_dice=config.dice_weight, lambda_ce=1.0)
+
+    def step_loss() -> torch.Tensor:
+        batch = torch.as_tensor(rng.choice(len(masks), size=min(config.batch_size, len(masks)), replace=False))
+        target = masks[batch]
+        boxes = jittered_boxes(target, config.box_jitter, config.box_margin, rng)
+        features = embeddings[batch] if embeddings is not None else backend.encode(frames[batch])
+        logits, _ = backend.decode(features.to(backend.device), boxes)
+        loss = loss_fn(logits, target.to(backend.device))
+        return loss + extra_loss() if extra_loss is not None else loss
+
     backend.train()
     backend.image_encoder.eval()  # keep frozen batch-norm statistics
-    losses, started = [], time.monotonic()
     try:
-        for iteration in range(config.iterations):
-            check_cancel(cancel)
-            batch = torch.as_tensor(rng.choice(len(masks), size=min(config.batch_size, len(masks)), replace=False))
-            target = masks[batch]
-            boxes = jittered_boxes(target, config.box_jitter, config.box_margin, rng)
-            features = embeddings[batch] if embeddings is not None else backend.encode(frames[batch])
-            logits, _ = backend.decode(features.to(backend.device), boxes)
-            loss = loss_fn(logits, target.to(backend.device))
-            if extra_loss is not None:
-                loss = loss + extra_loss()
-            losses.append(optimisation_step(optimiser, schedule, parameters, loss))
-            elapsed = time.monotonic() - started
-            report(progress, Progress("adapt", iteration + 1, config.iterations, losses[-1],
-                                      elapsed / (iteration + 1) * (config.iterations - iteration - 1)))
+        return run_steps(optimiser, schedule, parameters, config.iterations, step_loss, "adapt", progress, cancel)
     finally:
         backend.eval()
-    return losses

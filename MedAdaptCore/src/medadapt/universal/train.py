@@ -11,18 +11,16 @@ volume equally often) and one of its tasks uniformly; the volume draws the examp
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
-from monai.optimizers import WarmupCosineSchedule
 
 from medadapt.backends.distributed import rank
-from medadapt.methods.training import optimisation_step, synchronise_start
-from medadapt.progress import CancelFlag, Progress, ProgressCallback, check_cancel, report
+from medadapt.methods.training import adamw_warmup_cosine, run_steps
+from medadapt.progress import CancelFlag, ProgressCallback
 from medadapt.universal.priors import PriorConditioned
 from medadapt.universal.slices import EncodedVolume
 from medadapt.universal.volumes import PatchVolume
@@ -89,31 +87,26 @@ def train_network(network: PriorConditioned, volumes: list[TrainingVolume], sett
         parameter.requires_grad_(False)
     for parameter in parameters:
         parameter.requires_grad_(True)
-    synchronise_start(parameters)
-    optimiser = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    schedule = WarmupCosineSchedule(optimiser, warmup_steps=min(settings.warmup, settings.iterations // 2),
-                                    t_total=settings.iterations)
+    optimiser, schedule = adamw_warmup_cosine(parameters, settings.learning_rate, settings.weight_decay,
+                                              min(settings.warmup, settings.iterations // 2), settings.iterations)
     pair_loss, modalities = PairLoss(), network.modalities
-    losses, started = [], time.monotonic()
+
+    def step_loss() -> torch.Tensor:
+        batch = draw_batch(volumes, settings.batch_size, rng)
+        inputs, masks = zip(*(volumes[v].example(t, rng) for v, t in batch))
+        kinds = [volumes[v].modality for v, _ in batch]
+        logits, modality_logits = network(torch.cat(inputs).to(device), [t for _, t in batch], kinds)
+        loss = pair_loss(logits, torch.cat(masks).to(device))
+        if network.shape.modality_priors and len(modalities) > 1 and settings.modality_weight > 0:
+            target = torch.as_tensor([modalities.index(k) for k in kinds], device=device)
+            loss = loss + settings.modality_weight * F.cross_entropy(modality_logits, target)
+        return loss
+
     network.to(device).train()
     try:
-        for step in range(settings.iterations):
-            check_cancel(cancel)
-            batch = draw_batch(volumes, settings.batch_size, rng)
-            inputs, masks = zip(*(volumes[v].example(t, rng) for v, t in batch))
-            kinds = [volumes[v].modality for v, _ in batch]
-            logits, modality_logits = network(torch.cat(inputs).to(device), [t for _, t in batch], kinds)
-            masks = torch.cat(masks).to(device)
-            loss = pair_loss(logits, masks)
-            if network.shape.modality_priors and len(modalities) > 1 and settings.modality_weight > 0:
-                target = torch.as_tensor([modalities.index(k) for k in kinds], device=device)
-                loss = loss + settings.modality_weight * F.cross_entropy(modality_logits, target)
-            losses.append(optimisation_step(optimiser, schedule, parameters, loss))
-            elapsed = time.monotonic() - started
-            report(progress, Progress("train universal model", step + 1, settings.iterations, losses[-1],
-                                      elapsed / (step + 1) * (settings.iterations - step - 1)))
+        return run_steps(optimiser, schedule, parameters, settings.iterations, step_loss, "train universal model",
+                         progress, cancel)
     finally:
         network.eval()
         for parameter in network.parameters():
             parameter.requires_grad_(False)
-    return losses
