@@ -189,6 +189,27 @@ def walk_then_grow(default: np.ndarray, grow: np.ndarray, slices: list[int]) -> 
     return out
 
 
+def walk_then_tapering_grow(default: np.ndarray, grow: np.ndarray, slices: list[int], growth: float = 1.1
+                            ) -> np.ndarray:
+    """:func:`walk_then_grow`, but Grow's mask continues the structure only slice by slice while it overlaps the
+    previous slice's mask and is at most ``growth`` times its area (the outward walks' own taper rule)."""
+    out = default.copy()
+    for start, step in ((max(slices), +1), (min(slices), -1)):
+        s = start + step
+        while 0 <= s < len(default) and default[s].any():
+            s += step
+        previous = out[s - step]
+        while 0 <= s < len(default):
+            candidate = grow[s]
+            area = np.count_nonzero(candidate)
+            if not area or not np.any(candidate & previous) or area > growth * np.count_nonzero(previous):
+                break
+            out[s] = candidate
+            previous = candidate
+            s += step
+    return out
+
+
 def grow_candidates(image, target: np.ndarray, slices: list[int], model, exemplars, default: np.ndarray,
                     fill: np.ndarray | None, default_labels: np.ndarray | None = None) -> dict:
     """Issue 30's "grow-cut as a candidate": Dice on the hidden slices of the default (``default``: its
@@ -222,6 +243,11 @@ def grow_candidates(image, target: np.ndarray, slices: list[int], model, exempla
     masks["grow_then_model"] = masks["medadapt"].copy()
     masks["grow_then_model"][reach] = masks["grow"][reach]
     masks["walk_then_grow"] = walk_then_grow(masks["medadapt"], masks["grow"], slices)
+    masks["walk_then_tapering_grow"] = walk_then_tapering_grow(masks["medadapt"], masks["grow"], slices)
+    masks["grow_inside"] = masks["medadapt"].copy()  # Grow between the outer painted slices, the default beyond
+    masks["grow_inside"][min(slices):max(slices) + 1] = masks["grow"][min(slices):max(slices) + 1]
+    masks["grow_inside_walk_then_grow"] = walk_then_grow(masks["grow_inside"], masks["grow"], slices)
+    masks["grow_inside_tapering"] = walk_then_tapering_grow(masks["grow_inside"], masks["grow"], slices)
     out = {name: score(mask) for name, mask in masks.items()}
     inside = np.zeros(target.shape, bool)
     inside[reach] = True

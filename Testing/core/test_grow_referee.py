@@ -14,7 +14,8 @@ from medadapt.io.intensity import intensity_window
 from medadapt.io.volume import Volume, read_volume, write_volume
 from medadapt.slices.registration import carry_between
 from medadapt.slices.stack import slice_stack
-from medadapt.slices.grow_referee import MARGIN, grow_held_out, grow_wins, interior_slices
+from medadapt.slices.grow_referee import (MARGIN, continue_with_grow, grow_between, grow_held_out, grow_wins,
+                                          interior_slices)
 
 pytest.importorskip("slicer", reason="the grow referee runs Slicer's Grow from seeds, which needs slicer-core")
 
@@ -81,8 +82,18 @@ def test_two_painted_slices_leave_nothing_to_referee():
     assert interior_slices(exemplars, 1) == [] and grow_held_out(image.array, exemplars) == {}
 
 
-@pytest.mark.parametrize("referee", [True, False])
-def test_adapt_gives_the_structure_to_grow_only_when_the_referee_says_so(capsys, tmp_path, referee):
+def test_no_grow_referee_reaches_the_config_from_every_front_end():
+    from medadapt.cli.main import build_parser
+    from medadapt.options import AdaptOptions, build_config
+    from medadapt.server.work import adapt_options
+    args = build_parser().parse_args(["adapt", "i.nii.gz", "--exemplars", "e.nii.gz", "-o", "o.nii.gz",
+                                      "--no-grow-referee", "--device", "cpu"])
+    assert build_config(AdaptOptions.from_args(args)).grow_referee is False
+    assert build_config(AdaptOptions(device="cpu")).grow_referee is True
+    assert build_config(adapt_options({"grow_referee": False}, "cpu", False)).grow_referee is False  # a server job
+
+
+def test_adapt_gives_an_edge_drawn_structure_to_grow_and_says_so(capsys, tmp_path):
     image, truth = phantom(splits=True, contrast=400.0)
     painted = np.zeros_like(truth)
     painted[PAINTED] = truth[PAINTED]
@@ -90,17 +101,42 @@ def test_adapt_gives_the_structure_to_grow_only_when_the_referee_says_so(capsys,
     write_volume(image.with_array(painted), tmp_path / "painted.nrrd")
     out, model = tmp_path / "out.nrrd", tmp_path / "model"
     code, stdout, err = run_cli(capsys, "adapt", tmp_path / "image.nrrd", "--exemplars", tmp_path / "painted.nrrd",
-                                "-o", out, "--method", "zero-shot", "--device", "cpu", "--save-model", model,
-                                *([] if referee else ["--no-grow-referee"]), "--quiet")
+                                "-o", out, "--method", "zero-shot", "--device", "cpu", "--save-model", model, "--quiet")
     assert code == 0, err
     result = read_volume(out, label=True)
     assert result.geometry.matches(image.geometry, tol=1e-6)
     manifest = json.loads((model / "manifest.json").read_text())
     hidden = [s for s in range(11) if s not in PAINTED]
-    if referee:  # Grow from seeds takes the structure: the split disks on the hidden slices are segmented
-        assert "label 1: leave-one-exemplar-out Dice 1.000 (Grow from seeds, chosen by the grow referee)" in stdout
-        assert manifest["grown_labels"] == [1] and manifest["config"]["grow_referee"] is True
-        assert dice(result.array[hidden] == 1, truth[hidden] == 1) > 0.95
-    else:
-        assert "Grow from seeds" not in stdout
-        assert manifest["grown_labels"] == [] and manifest["config"]["grow_referee"] is False
+    # Grow from seeds takes the structure: the split disks on the hidden slices are segmented
+    assert "label 1: leave-one-exemplar-out Dice 1.000 (Grow from seeds, chosen by the grow referee)" in stdout
+    assert manifest["grown_labels"] == [1] and manifest["config"]["grow_referee"] is True
+    assert dice(result.array[hidden] == 1, truth[hidden] == 1) > 0.95
+
+
+def test_grow_continues_a_walk_where_it_stopped_and_nowhere_else():
+    labels = np.zeros((10, 6, 6), np.int16)
+    labels[3:6, 1:5, 1:5] = 1  # painted 4, walks reached 3 and 5, then stopped
+    labels[7, 0, 0] = 2  # another structure
+    grown = np.zeros_like(labels)
+    grown[5, 0, :] = 1  # on a slice the walk segments: MedAdapt's mask stays as it is
+    grown[6, 1:5, 1:4] = 1
+    grown[7, 0:3, 0:3] = 1  # its voxel of label 2 stays label 2
+    grown[9, 2, 2] = 1  # past an empty slice: Grow's region still continues the structure there
+    grown[1, 5, 5] = 1  # below, past the walk's end at 3 (slice 2 empty)
+    before = labels.copy()
+    assert continue_with_grow(labels, grown, 1, 4, 4) == [1, 6, 7, 9]
+    assert np.count_nonzero(labels[6] == 1) == 12 and labels[7, 0, 0] == 2 and np.count_nonzero(labels[7] == 1) == 8
+    assert np.array_equal(labels[2:6], before[2:6]) and labels[9, 2, 2] == 1 and labels[1, 5, 5] == 1
+    assert not continue_with_grow(labels, np.zeros_like(labels), 1, 4, 4)  # nothing grown: nothing added
+
+
+def test_grow_between_replaces_only_the_slices_between_the_outermost_painted_ones():
+    labels = np.zeros((7, 4, 4), np.int16)
+    labels[1:6, 1:3, 1:3] = 1
+    labels[3, 0, 0] = 2
+    grown = np.zeros_like(labels)
+    grown[:, 0:2, 0:2] = 1
+    grow_between(labels, grown, 1, 2, 4)
+    assert np.array_equal(labels[2] == 1, grown[2] == 1) and labels[3, 0, 0] == 2  # other labels kept
+    assert np.count_nonzero(labels[3] == 1) == 3
+    assert np.array_equal(labels[1] == 1, labels[5] == 1) and labels[1, 1, 1] == 1 and labels[1, 0, 0] == 0

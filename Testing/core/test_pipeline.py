@@ -72,7 +72,7 @@ def test_segmentation_keeps_the_grid_the_painting_and_reaches_beyond_the_outer_e
 
 def test_outward_walks_stop_within_their_reach_of_the_painted_spacing(runs, crop):
     image, liver, exemplars = crop
-    config = AdaptConfig(method="zero-shot", device="cpu")
+    config = AdaptConfig(method="zero-shot", device="cpu", grow_referee=False)  # the walks alone, no Grow after them
     config.stop.reach = None
     unbounded = adapt(image, exemplars, config, cache=runs["cache"]).segmentation.array
     config.stop.reach = 0.25  # a quarter of the 4-slice spacing: at most 1 slice beyond 2 and 6

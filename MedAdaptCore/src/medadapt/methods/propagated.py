@@ -10,7 +10,7 @@ from medadapt.methods.heads import HeadSet
 from medadapt.methods.result import AdaptResult, AdaptRun
 from medadapt.slices.between import check_exemplars
 from medadapt.slices.grow import grow_from_seeds
-from medadapt.slices.grow_referee import grow_held_out, grow_wins
+from medadapt.slices.grow_referee import continue_with_grow, grow_between, grow_held_out, grow_wins
 from medadapt.slices.labels import segment
 from medadapt.slices.leave_one_out import LeaveOneOut
 from medadapt.slices.seeds import exemplar_seeds, prompts_by_label
@@ -25,15 +25,27 @@ def propagated_result(run: AdaptRun, losses: list[float] = (), heads: HeadSet | 
     labels = segment(run.model, run.exemplars, exemplar_seeds(run.exemplars), run.config, prompts, run.progress,
                      run.cancel, fillers)
     validation = checks.validation_dice(fillers)
-    grown = refereed_by_grow(run, checks, fillers) if run.config.grow_referee and not prompts else {}
-    if grown:
-        everything = np.moveaxis(grow_from_seeds(run.image.array, run.exemplars), run.exemplars.axis, 0)
-        for label, held_out in grown.items():
-            labels[labels == label] = 0
-            labels[(everything == label) & (labels == 0)] = label
-            validation[label] = held_out
+    grown = {}
+    if run.config.grow_referee and not prompts:
+        grown = refereed_by_grow(run, checks, fillers)
+        validation.update(grown)
+        with_grow(labels, run, set(grown))
     return run.result(labels, validation_dice=validation, losses=list(losses), heads=heads,
                       grown_labels=sorted(grown))
+
+
+def with_grow(labels: np.ndarray, run: AdaptRun, refereed: set[int]) -> None:
+    """Slicer's Grow from seeds in ``labels`` (slice axis first, in place): between the outermost painted slices
+    of the ``refereed`` labels, and beyond every label's outermost painted slices where its walk stopped while
+    Grow's region goes on (:mod:`medadapt.slices.grow_referee`); nothing without slicer-core."""
+    try:
+        grown = np.moveaxis(grow_from_seeds(run.image.array, run.exemplars), run.exemplars.axis, 0)
+    except InputError:  # no slicer-core: the filter is absent, MedAdapt's own result stands
+        return
+    for label, painted in run.exemplars.label_slices.items():
+        if label in refereed:
+            grow_between(labels, grown, label, min(painted), max(painted))
+        continue_with_grow(labels, grown, label, min(painted), max(painted))
 
 
 def refereed_by_grow(run: AdaptRun, checks: LeaveOneOut, fillers: dict[int, str]) -> dict[int, float]:

@@ -1,11 +1,16 @@
-"""The grow referee: does the image's intensity edge carry a structure better than MedAdapt's shape tools?
+"""The grow referee: where the image's intensity edge carries a structure better than MedAdapt's shape tools,
+Slicer's Grow from seeds takes over.
 
 Each painted slice that lies between two other painted slices of a label is hidden in turn and predicted from the
 remaining painted slices twice: by what fills MedAdapt's gaps between painted slices (registration by default,
 already scored by the leave-one-out checks) and by Slicer's Grow from seeds (the effect's crop and seeds,
 :mod:`medadapt.slices.grow`). Every candidate reaches such a slice, so the comparison is fair. When Grow wins on
-every such slice by more than :data:`MARGIN`, the label's result is Grow from seeds from all painted slices: the structure is one whose
-boundary the image draws (a lesion with strong contrast) rather than one the shapes of neighbouring slices predict.
+every such slice by more than :data:`MARGIN`, Grow from seeds segments the label between its outermost painted
+slices (:func:`grow_between`): the structure is one whose boundary the image draws (a lesion with strong contrast)
+rather than one the shapes of neighbouring slices predict. The referee has no evidence beyond the outermost painted
+slices, so there the model's outward walks stay; where a walk stops while Grow's region goes on (for every
+structure, with or without the referee), Grow's region continues it (:func:`continue_with_grow`): the image's
+evidence that the structure goes on, where the walk's reach cap or stop rule ended it.
 """
 
 from __future__ import annotations
@@ -53,3 +58,30 @@ def grow_wins(grow: dict[int, float], filler: dict[int, float]) -> bool:
     slice where the shape changes abruptly (registration's worst case) does not hand the whole structure over."""
     shared = [s for s in grow if s in filler]
     return bool(shared) and all(grow[s] > filler[s] + MARGIN for s in shared)
+
+
+def grow_between(labels: np.ndarray, grown: np.ndarray, label: int, low: int, high: int) -> None:
+    """In ``labels`` (slice axis first, changed in place) Grow's region of ``label`` replaces MedAdapt's on the
+    slices ``low``..``high`` (the outermost painted ones), where nothing else is labelled."""
+    inside = labels[low:high + 1]
+    inside[inside == label] = 0
+    inside[(grown[low:high + 1] == label) & (inside == 0)] = label
+
+
+def continue_with_grow(labels: np.ndarray, grown: np.ndarray, label: int, low: int, high: int) -> list[int]:
+    """Beyond the outermost painted slices ``low`` and ``high`` of ``label``: past the last slice its walk
+    segments on each side, Grow's region of ``label`` (the effect's crop: 20 % of the painted range beyond it, at
+    least 3 slices) continues the structure, on voxels nothing else labels. Changes ``labels`` (slice axis first) in
+    place; returns the slices added."""
+    added = []
+    for start, step in ((high, +1), (low, -1)):
+        s = start + step
+        while 0 <= s < len(labels) and np.any(labels[s] == label):
+            s += step
+        while 0 <= s < len(labels):
+            candidate = (grown[s] == label) & (labels[s] == 0)
+            if np.any(candidate):
+                labels[s][candidate] = label
+                added.append(s)
+            s += step
+    return sorted(added)
