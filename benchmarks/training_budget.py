@@ -54,7 +54,8 @@ def run_case(case: str, k: int, grid: list[tuple[int | None, int]], changes: dic
                          tuple(reversed(image.geometry.spacing)))[1]
         rows.append({"case": case, "k": k, "iterations": iterations, "synthetic": synthetic,
                      **(changes or {}),
-                     "dice": round(score["dice"], 4), "seconds": round(time.monotonic() - started, 1),
+                     "dice": round(score["dice"], 4), "grown_labels": result.grown_labels,
+                     "seconds": round(time.monotonic() - started, 1),
                      "stage_seconds": {s: round(v, 1) for s, v in clock.seconds.items()},
                      "final_losses": [round(v, 4) for v in result.losses[-5:]]})
         print(json.dumps(rows[-1]), flush=True)
