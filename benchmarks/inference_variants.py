@@ -175,24 +175,24 @@ def _slice_seeds(shape: tuple[int, ...], slices: list[int]) -> np.ndarray:
     return seeds
 
 
-def walk_then_grow(default: np.ndarray, grow: np.ndarray, slices: list[int]) -> np.ndarray:
-    """``default`` (slice axis first), and beyond the outermost painted slices, past the last slice its walk
-    segments on each side, Grow from seeds' mask: the structure followed where the walk stopped."""
-    out = default.copy()
-    for start, step in ((max(slices), +1), (min(slices), -1)):
-        s = start + step
-        while 0 <= s < len(default) and default[s].any():
-            s += step
-        while 0 <= s < len(default):
-            out[s] = grow[s]
-            s += step
-    return out
+def shipped_rules(default: np.ndarray, grow: np.ndarray, slices: list[int], between: bool) -> np.ndarray:
+    """``default`` (a binary mask, slice axis first) under the default's own Grow rules
+    (:mod:`medadapt.slices.grow_referee`): Grow's mask between the outermost painted slices when ``between`` (the
+    referee's pick), then Grow after the walks (beyond them, past the last slice a walk segments)."""
+    from medadapt.slices.grow_referee import continue_with_grow, grow_between
+
+    labels, grown = default.astype(np.int16), grow.astype(np.int16)
+    if between:
+        grow_between(labels, grown, 1, min(slices), max(slices))
+    continue_with_grow(labels, grown, 1, min(slices), max(slices))
+    return labels > 0
 
 
 def walk_then_tapering_grow(default: np.ndarray, grow: np.ndarray, slices: list[int], growth: float = 1.1
                             ) -> np.ndarray:
-    """:func:`walk_then_grow`, but Grow's mask continues the structure only slice by slice while it overlaps the
-    previous slice's mask and is at most ``growth`` times its area (the outward walks' own taper rule)."""
+    """Grow after the walks (:func:`shipped_rules`), but Grow's mask continues the structure only slice by slice
+    while it overlaps the previous slice's mask and is at most ``growth`` times its area (the outward walks' own
+    taper rule; measured and dropped)."""
     out = default.copy()
     for start, step in ((max(slices), +1), (min(slices), -1)):
         s = start + step
@@ -216,7 +216,7 @@ def grow_candidates(image, target: np.ndarray, slices: list[int], model, exempla
     probability, slice axis first), Fill, Grow from seeds (the effect's crop, and the whole volume), and grow-cut
     seeded by the default's confident interior and exterior (:func:`model_seed_labels`), and ``grow_then_model``:
     Grow on the slices its crop reaches, the default beyond (``in_reach``: both scored on those slices alone), and
-    ``walk_then_grow`` (:func:`walk_then_grow`); at k >= 2 each painted
+    ``walk_then_grow`` / ``grow_inside_walk_then_grow`` (:func:`shipped_rules` without / with Grow between); at k >= 2 each painted
     slice is hidden in turn and predicted by each candidate from the others (the default: registration between
     two others, its walk beyond the outer ones; Fill: 0 beyond them), and the candidate with the best mean held-out
     Dice is chosen (the default on a tie). At k = 1 the rule is the seeded grow-cut."""
@@ -242,11 +242,11 @@ def grow_candidates(image, target: np.ndarray, slices: list[int], model, exempla
     reach = seed_crop(_slice_seeds(target.shape, slices))[0]  # the slices Slicer's Grow reaches
     masks["grow_then_model"] = masks["medadapt"].copy()
     masks["grow_then_model"][reach] = masks["grow"][reach]
-    masks["walk_then_grow"] = walk_then_grow(masks["medadapt"], masks["grow"], slices)
+    masks["walk_then_grow"] = shipped_rules(masks["medadapt"], masks["grow"], slices, between=False)
     masks["walk_then_tapering_grow"] = walk_then_tapering_grow(masks["medadapt"], masks["grow"], slices)
     masks["grow_inside"] = masks["medadapt"].copy()  # Grow between the outer painted slices, the default beyond
     masks["grow_inside"][min(slices):max(slices) + 1] = masks["grow"][min(slices):max(slices) + 1]
-    masks["grow_inside_walk_then_grow"] = walk_then_grow(masks["grow_inside"], masks["grow"], slices)
+    masks["grow_inside_walk_then_grow"] = shipped_rules(masks["medadapt"], masks["grow"], slices, between=True)
     masks["grow_inside_tapering"] = walk_then_tapering_grow(masks["grow_inside"], masks["grow"], slices)
     out = {name: score(mask) for name, mask in masks.items()}
     inside = np.zeros(target.shape, bool)

@@ -111,8 +111,6 @@ def _train(args: argparse.Namespace) -> None:
     from medadapt.backends.devices import resolve_device
     from medadapt.cli.progress_bar import TqdmProgress
     from medadapt.clinic.train import train_clinic
-    if args.iterations is not None and not 1 <= args.iterations <= 100_000:
-        raise InputError(f"--iterations: expected 1..100000, got {args.iterations}")
     progress = TqdmProgress(not args.quiet)
     try:
         result = train_clinic(args.folder, resolve_device(args.device), args.iterations, args.seed, progress)

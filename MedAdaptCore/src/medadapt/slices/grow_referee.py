@@ -22,8 +22,8 @@ from medadapt.io.exemplars import Exemplars
 from medadapt.slices.grow import exemplar_seed_labels, grow_cut
 
 MARGIN = 0.01
-"""Grow must beat the gap filler's mean held-out Dice by more than this: the tolerance within which two results
-count as equal (the accuracy targets' own), so a tie keeps MedAdapt's result."""
+"""Grow must beat the gap filler's held-out Dice by more than this on every interior painted slice: the tolerance
+within which two results count as equal (the accuracy targets' own), so a tie keeps MedAdapt's result."""
 
 
 def interior_slices(exemplars: Exemplars, label: int) -> list[int]:
